@@ -1,0 +1,91 @@
+import os from 'node:os'
+import { z } from 'zod'
+
+const MIB = 1024 * 1024
+
+const booleanFromText = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((value) => value === 'true' || value === '1')
+
+const positiveInt = z.coerce.number().int().positive()
+
+/**
+ * Every environment variable the service reads, with its default. RUNBOOK.md's
+ * variable table mirrors this schema.
+ */
+export const configSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z
+    .enum(['DEBUG', 'INFO', 'WARN', 'ERROR', 'SILENT'])
+    .default('INFO'),
+
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+  DATA_DIR: z.string().min(1).default('.data'),
+  INVOKE_MODE: z.enum(['in-process', 'rie']).default('in-process'),
+  RIE_ENDPOINTS: z.string().default(''),
+  GATEWAY_MAX_BODY_BYTES: positiveInt.default(10 * MIB),
+
+  DATABASE_URL: z.string().url().optional(),
+  DATABASE_POOL_MAX: positiveInt.default(10),
+
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  S3_BUCKET: z.string().min(3).default('documents'),
+  S3_ACCESS_KEY_ID: z.string().min(1).default('S3RVER'),
+  S3_SECRET_ACCESS_KEY: z.string().min(1).default('S3RVER'),
+  S3_FORCE_PATH_STYLE: booleanFromText.default(true),
+
+  JWT_SECRET: z.string().min(32, 'must be at least 32 characters'),
+  JWT_ISSUER: z.string().min(1).default('docservice'),
+  ACCESS_TOKEN_TTL_SECONDS: positiveInt.default(900),
+
+  // The largest file whose base64 form, with the event around it, still fits a
+  // 6 MB synchronous Lambda invocation: the same limit holds in containers.
+  UPLOAD_MAX_BYTES: positiveInt.default(Math.floor(4.4 * MIB)),
+  DEFAULT_QUOTA_BYTES: positiveInt.default(100 * MIB),
+
+  WORKER_CONCURRENCY: positiveInt.default(Math.max(1, os.availableParallelism() - 1)),
+  OCR_WORKERS: positiveInt.default(Math.max(1, os.availableParallelism() - 1)),
+  EXTRACT_MAX_PAGES: positiveInt.default(200),
+  EXTRACT_MAX_PIXELS: positiveInt.default(50_000_000),
+  EXTRACT_TIMEOUT_MS: positiveInt.default(120_000),
+  EXTRACT_MAX_ATTEMPTS: positiveInt.default(3),
+  EXTRACT_RETRY_DELAY_SECONDS: positiveInt.default(5),
+})
+
+export type Config = z.infer<typeof configSchema>
+
+export class ConfigError extends Error {
+  constructor(issues: string[]) {
+    super(`invalid configuration:\n  ${issues.join('\n  ')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+/** Validates an environment; the error names every variable that is wrong. */
+export function parseConfig(env: NodeJS.ProcessEnv): Config {
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, value]) => value !== undefined && value !== ''),
+  )
+  const result = configSchema.safeParse(present)
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`),
+    )
+  }
+  return result.data
+}
+
+let cached: Config | undefined
+
+/** The process's configuration, read from the environment once. */
+export function getConfig(): Config {
+  cached ??= parseConfig(process.env)
+  return cached
+}
+
+/** Forgets the cached configuration; tests and the launcher call it after changing env. */
+export function resetConfig(): void {
+  cached = undefined
+}

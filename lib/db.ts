@@ -1,0 +1,99 @@
+import pg from 'pg'
+import { getConfig } from './config.ts'
+import { serviceUnavailable } from './errors.ts'
+
+// bigint columns (sizes, quotas) fit comfortably in a JS number for this service.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value))
+
+let pool: pg.Pool | undefined
+
+/** The process's connection pool, created on first use. */
+export function getPool(): pg.Pool {
+  if (!pool) {
+    const config = getConfig()
+    if (!config.DATABASE_URL) {
+      throw new Error('DATABASE_URL is not set')
+    }
+    pool = new pg.Pool({
+      connectionString: config.DATABASE_URL,
+      max: config.DATABASE_POOL_MAX,
+      connectionTimeoutMillis: 5_000,
+      idleTimeoutMillis: 30_000,
+      // Timestamps leave the database in UTC, whatever the server's own zone.
+      options: '-c TimeZone=UTC',
+    })
+    // An idle client losing its connection must not take the process down.
+    pool.on('error', () => {})
+  }
+  return pool
+}
+
+export async function closePool(): Promise<void> {
+  const current = pool
+  pool = undefined
+  await current?.end()
+}
+
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  '57P01', // admin_shutdown
+  '57P03', // cannot_connect_now
+  '53300', // too_many_connections
+])
+
+function isUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false
+  const code = (error as { code?: string }).code
+  if (code && UNAVAILABLE_CODES.has(code)) return true
+  return /timeout exceeded when trying to connect|Connection terminated/i.test(error.message)
+}
+
+/** Turns a connection failure into a 503; every other error passes through. */
+export function translateDbError(error: unknown): unknown {
+  return isUnavailable(error)
+    ? serviceUnavailable('database_unavailable', 'The database is unavailable', error)
+    : error
+}
+
+export async function query<Row extends pg.QueryResultRow>(
+  text: string,
+  values: unknown[] = [],
+): Promise<pg.QueryResult<Row>> {
+  try {
+    return await getPool().query<Row>(text, values)
+  } catch (error) {
+    throw translateDbError(error)
+  }
+}
+
+/** Runs work inside one transaction, rolling back when it throws. */
+export async function withTransaction<T>(
+  work: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  let client: pg.PoolClient
+  try {
+    client = await getPool().connect()
+  } catch (error) {
+    throw translateDbError(error)
+  }
+
+  try {
+    await client.query('BEGIN')
+    const result = await work(client)
+    await client.query('COMMIT')
+    return result
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw translateDbError(error)
+  } finally {
+    client.release()
+  }
+}
+
+export function isUniqueViolation(error: unknown, constraint?: string): boolean {
+  const pgError = error as { code?: string; constraint?: string }
+  return pgError?.code === '23505' && (!constraint || pgError.constraint === constraint)
+}

@@ -1,0 +1,109 @@
+import middy, { type MiddyfiedHandler } from '@middy/core'
+import type { Logger } from '@aws-lambda-powertools/logger'
+import type {
+  APIGatewayProxyEventV2,
+  APIGatewayProxyStructuredResultV2,
+  Context,
+} from 'aws-lambda'
+import type { z } from 'zod'
+import { createLogger } from './logger.ts'
+import { authenticate, type AuthUser } from './middleware/authenticate.ts'
+import { clientIp } from './middleware/client-ip.ts'
+import { correlation } from './middleware/correlation.ts'
+import { jsonBody } from './middleware/json-body.ts'
+import { problemErrors } from './middleware/problem-errors.ts'
+import { securityHeaders } from './middleware/security-headers.ts'
+import { validate } from './validation.ts'
+
+export type ApiEvent = APIGatewayProxyEventV2
+export type ApiResult = APIGatewayProxyStructuredResultV2
+
+/** What the middleware chain learns about a request, shared along the chain. */
+export type RequestState = {
+  correlationId: string
+  clientIp: string
+  startedAt: number
+  user?: AuthUser
+  body?: unknown
+}
+
+export type ServiceContext = Context & { state: RequestState; logger: Logger }
+
+export type ApiRequest = middy.Request<ApiEvent, ApiResult, Error, ServiceContext>
+
+export type EndpointInput<Body, Query, Params> = {
+  event: ApiEvent
+  context: ServiceContext
+  body: Body
+  query: Query
+  params: Params
+  user: AuthUser
+  log: Logger
+}
+
+type EndpointOptions<Body, Query, Params> = {
+  name: string
+  auth?: boolean
+  body?: z.ZodType<Body>
+  query?: z.ZodType<Query>
+  params?: z.ZodType<Params>
+}
+
+export type ApiHandler = MiddyfiedHandler<ApiEvent, ApiResult, Error, ServiceContext>
+
+/**
+ * Wraps an endpoint in the service's middleware chain: correlation id and logs, error
+ * mapping, security headers, client IP, body parsing, authentication, validation.
+ */
+export function endpoint<Body = undefined, Query = undefined, Params = undefined>(
+  options: EndpointOptions<Body, Query, Params>,
+  run: (input: EndpointInput<Body, Query, Params>) => Promise<ApiResult>,
+): ApiHandler {
+  const logger = createLogger(options.name)
+
+  const chain = middy<ApiEvent, ApiResult, Error, ServiceContext>()
+    .use(correlation(logger))
+    // onError hooks run in reverse order: headers are added after the error is mapped.
+    .use(securityHeaders())
+    .use(problemErrors(logger))
+    .use(clientIp())
+  if (options.body) chain.use(jsonBody())
+  if (options.auth !== false) chain.use(authenticate())
+
+  return chain.handler(async function runEndpoint(event, context) {
+    const { state } = context
+    return run({
+      event,
+      context,
+      body: validate(options.body, state.body, 'body') as Body,
+      query: validate(options.query, event.queryStringParameters ?? {}, 'query') as Query,
+      params: validate(options.params, event.pathParameters ?? {}, 'path') as Params,
+      user: state.user as AuthUser,
+      log: logger,
+    })
+  })
+}
+
+/** A JSON response. */
+export function json(
+  statusCode: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): ApiResult {
+  return {
+    statusCode,
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  }
+}
+
+/** The first value of a header, whatever the case of its name. */
+export function header(event: ApiEvent, name: string): string | undefined {
+  return event.headers?.[name.toLowerCase()]
+}
+
+/** The request body's bytes, decoding base64 when the gateway encoded it. */
+export function bodyBytes(event: ApiEvent): Buffer {
+  if (!event.body) return Buffer.alloc(0)
+  return Buffer.from(event.body, event.isBase64Encoded ? 'base64' : 'utf8')
+}
