@@ -1,5 +1,6 @@
 import os from 'node:os'
 import { z } from 'zod'
+import { parseTrustedProxies } from './client-ip.ts'
 
 const MIB = 1024 * 1024
 
@@ -9,15 +10,33 @@ const booleanFromText = z
 
 const positiveInt = z.coerce.number().int().positive()
 
+// "none" trusts no proxy: every peer is the client (an empty value means the default).
+const trustedProxies = z.string().transform((text, context) => {
+  try {
+    return text.trim() === 'none' ? [] : parseTrustedProxies(text)
+  } catch (error) {
+    context.addIssue({ code: 'custom', message: (error as Error).message })
+    return z.NEVER
+  }
+})
+
+// A rate-limit policy as "<requests>/<window seconds>", e.g. "10/60". Six digits at
+// most each, so the bucket arithmetic (lib/rate-limit.ts) stays inside a bigint.
+const ratePolicy = z
+  .string()
+  .regex(/^[1-9][0-9]{0,5}\/[1-9][0-9]{0,5}$/, 'must be <requests>/<window seconds>')
+  .transform((text) => {
+    const [quota, windowSeconds] = text.split('/').map(Number) as [number, number]
+    return { quota, windowSeconds }
+  })
+
 /**
  * Every environment variable the service reads, with its default. RUNBOOK.md's
  * variable table mirrors this schema.
  */
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
-  LOG_LEVEL: z
-    .enum(['DEBUG', 'INFO', 'WARN', 'ERROR', 'SILENT'])
-    .default('INFO'),
+  LOG_LEVEL: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR', 'SILENT']).default('INFO'),
 
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
@@ -25,6 +44,16 @@ export const configSchema = z.object({
   INVOKE_MODE: z.enum(['in-process', 'rie']).default('in-process'),
   RIE_ENDPOINTS: z.string().default(''),
   GATEWAY_MAX_BODY_BYTES: positiveInt.default(10 * MIB),
+  TRUSTED_PROXIES: trustedProxies.prefault(
+    '127.0.0.0/8, ::1/128, 172.16.0.0/12, 192.168.0.0/16',
+  ),
+
+  RATE_LIMIT_LOGIN: ratePolicy.prefault('10/60'),
+  RATE_LIMIT_REGISTER: ratePolicy.prefault('10/60'),
+  RATE_LIMIT_PASSWORD_RESET: ratePolicy.prefault('5/3600'),
+  RATE_LIMIT_REFRESH: ratePolicy.prefault('30/60'),
+  RATE_LIMIT_DOCUMENTS: ratePolicy.prefault('100/60'),
+  RATE_LIMIT_IP_CEILING: ratePolicy.prefault('600/60'),
 
   DATABASE_URL: z.string().url().optional(),
   DATABASE_POOL_MAX: positiveInt.default(10),
@@ -52,6 +81,10 @@ export const configSchema = z.object({
   EXTRACT_TIMEOUT_MS: positiveInt.default(120_000),
   EXTRACT_MAX_ATTEMPTS: positiveInt.default(3),
   EXTRACT_RETRY_DELAY_SECONDS: positiveInt.default(5),
+  // A job whose worker stops sending heartbeats for this long (killed, hung) is retried.
+  EXTRACT_HEARTBEAT_SECONDS: z.coerce.number().int().min(10).default(30),
+  // How often the queue's supervisor fails expired jobs and refreshes its statistics.
+  QUEUE_SUPERVISE_SECONDS: positiveInt.default(30),
 })
 
 export type Config = z.infer<typeof configSchema>

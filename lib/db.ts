@@ -48,7 +48,9 @@ function isUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false
   const code = (error as { code?: string }).code
   if (code && UNAVAILABLE_CODES.has(code)) return true
-  return /timeout exceeded when trying to connect|Connection terminated/i.test(error.message)
+  return /timeout exceeded when trying to connect|Connection terminated/i.test(
+    error.message,
+  )
 }
 
 /** Turns a connection failure into a 503; every other error passes through. */

@@ -60,7 +60,12 @@ export const unprocessable = (detail: string, errors: ProblemDetails[]) =>
   new HttpError(422, 'validation_failed', { detail, details: { errors } })
 
 export const serviceUnavailable = (code: string, detail: string, cause?: unknown) =>
-  new HttpError(503, code, { detail, cause, expose: true, headers: { 'Retry-After': '5' } })
+  new HttpError(503, code, {
+    detail,
+    cause,
+    expose: true,
+    headers: { 'Retry-After': '5' },
+  })
 
 export type Problem = {
   type: string
@@ -80,13 +85,14 @@ export function toProblem(error: unknown, correlationId?: string): Problem {
   const detail =
     known && error.expose ? error.message : 'The server could not complete the request'
 
+  // Extension members come first so that none can overwrite a standard one.
   return {
+    ...(known && error.details ? error.details : {}),
     type: `tag:docservice,2026:problem/${code}`,
     title: STATUS_CODES[status] ?? 'Error',
     status,
     detail,
     code,
-    ...(known && error.details ? error.details : {}),
     ...(correlationId ? { correlationId } : {}),
   }
 }

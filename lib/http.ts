@@ -1,5 +1,5 @@
-import middy, { type MiddyfiedHandler } from '@middy/core'
 import type { Logger } from '@aws-lambda-powertools/logger'
+import middy, { type MiddyfiedHandler } from '@middy/core'
 import type {
   APIGatewayProxyEventV2,
   APIGatewayProxyStructuredResultV2,
@@ -7,12 +7,14 @@ import type {
 } from 'aws-lambda'
 import type { z } from 'zod'
 import { createLogger } from './logger.ts'
-import { authenticate, type AuthUser } from './middleware/authenticate.ts'
+import { type AuthUser, authenticate } from './middleware/authenticate.ts'
 import { clientIp } from './middleware/client-ip.ts'
 import { correlation } from './middleware/correlation.ts'
 import { jsonBody } from './middleware/json-body.ts'
 import { problemErrors } from './middleware/problem-errors.ts'
+import { rateLimit, rateLimitHeaders } from './middleware/rate-limit.ts'
 import { securityHeaders } from './middleware/security-headers.ts'
+import type { PolicyName } from './rate-limit.ts'
 import { validate } from './validation.ts'
 
 export type ApiEvent = APIGatewayProxyEventV2
@@ -44,16 +46,20 @@ export type EndpointInput<Body, Query, Params> = {
 type EndpointOptions<Body, Query, Params> = {
   name: string
   auth?: boolean
+  /** Token-bucket policies: per client address (checked first) and per account. */
+  limits?: { ip?: PolicyName; account?: PolicyName }
   body?: z.ZodType<Body>
   query?: z.ZodType<Query>
   params?: z.ZodType<Params>
 }
 
-export type ApiHandler = MiddyfiedHandler<ApiEvent, ApiResult, Error, ServiceContext>
+/** What a handler module exports: callable with a plain Lambda context. */
+export type ApiHandler = MiddyfiedHandler<ApiEvent, ApiResult, Error, Context>
 
 /**
  * Wraps an endpoint in the service's middleware chain: correlation id and logs, error
- * mapping, security headers, client IP, body parsing, authentication, validation.
+ * mapping, security headers, client IP, rate limit, body parsing, authentication,
+ * per-account limit, validation.
  */
 export function endpoint<Body = undefined, Query = undefined, Params = undefined>(
   options: EndpointOptions<Body, Query, Params>,
@@ -65,12 +71,17 @@ export function endpoint<Body = undefined, Query = undefined, Params = undefined
     .use(correlation(logger))
     // onError hooks run in reverse order: headers are added after the error is mapped.
     .use(securityHeaders())
+    .use(rateLimitHeaders())
     .use(problemErrors(logger))
     .use(clientIp())
+  // A refusal by address costs nothing else: no body parsing, no password hash, no query.
+  if (options.limits?.ip) chain.use(rateLimit(options.limits.ip, { by: 'ip' }))
   if (options.body) chain.use(jsonBody())
   if (options.auth !== false) chain.use(authenticate())
+  if (options.limits?.account)
+    chain.use(rateLimit(options.limits.account, { by: 'account' }))
 
-  return chain.handler(async function runEndpoint(event, context) {
+  const handler = chain.handler(async function runEndpoint(event, context) {
     const { state } = context
     return run({
       event,
@@ -82,6 +93,8 @@ export function endpoint<Body = undefined, Query = undefined, Params = undefined
       log: logger,
     })
   })
+  // The chain's first middleware adds `state` and `logger` to the plain Lambda context.
+  return handler as unknown as ApiHandler
 }
 
 /** A JSON response. */

@@ -18,7 +18,12 @@ function bearerToken(event: ApiEvent): string | undefined {
  * Requires a valid access token and an account that still exists and is enabled:
  * a disabled account is refused at its next request, not only at its next login.
  */
-export function authenticate(): middy.MiddlewareObj<ApiEvent, ApiResult, Error, ServiceContext> {
+export function authenticate(): middy.MiddlewareObj<
+  ApiEvent,
+  ApiResult,
+  Error,
+  ServiceContext
+> {
   async function before(request: ApiRequest): Promise<void> {
     const token = bearerToken(request.event)
     if (!token) throw unauthorized()

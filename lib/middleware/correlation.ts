@@ -40,7 +40,7 @@ export function correlation(
     const state = context.state
     if (!state || !response) return
 
-    response.headers = { ...response.headers, 'X-Correlation-ID': state.correlationId }
+    response.headers = { ...response.headers, 'x-correlation-id': state.correlationId }
     const status = response.statusCode ?? 200
     const fields = {
       method: event.requestContext?.http?.method,

@@ -5,7 +5,10 @@ import type { ApiEvent, ApiRequest, ApiResult, ServiceContext } from '../http.ts
 
 function asHttpError(error: unknown): unknown {
   if (error instanceof Error && error.name === 'TimeoutError') {
-    return new HttpError(504, 'timeout', { detail: 'The request took too long', cause: error })
+    return new HttpError(504, 'timeout', {
+      detail: 'The request took too long',
+      cause: error,
+    })
   }
   return error
 }

@@ -1,0 +1,101 @@
+import type middy from '@middy/core'
+import { rateLimitKey } from '../client-ip.ts'
+import { HttpError, serviceUnavailable } from '../errors.ts'
+import type {
+  ApiEvent,
+  ApiRequest,
+  ApiResult,
+  RequestState,
+  ServiceContext,
+} from '../http.ts'
+import {
+  checkRateLimit,
+  type PolicyName,
+  policyItem,
+  type RateDecision,
+  type RatePolicy,
+  ratePolicy,
+  retryAfterSeconds,
+  stateItem,
+} from '../rate-limit.ts'
+
+type Middleware = middy.MiddlewareObj<ApiEvent, ApiResult, Error, ServiceContext>
+
+type Checked = { policy: RatePolicy; decision: RateDecision }
+
+// The policies checked for a request, kept until its response is written. Keyed by the
+// request's state object, which the correlation middleware makes anew for each request.
+const checkedByRequest = new WeakMap<RequestState, Checked[]>()
+
+function headersFor(checked: Checked[]): Record<string, string> {
+  return {
+    'RateLimit-Policy': checked.map(({ policy }) => policyItem(policy)).join(', '),
+    RateLimit: checked
+      .map(({ policy, decision }) => stateItem(policy, decision))
+      .join(', '),
+  }
+}
+
+function subjectOf(state: RequestState, by: 'ip' | 'account'): string {
+  if (by === 'ip') return `ip:${rateLimitKey(state.clientIp)}`
+  if (!state.user)
+    throw new Error('a per-account rate limit must come after authenticate()')
+  return `account:${state.user.id}`
+}
+
+function rateLimited(policy: RatePolicy, decision: RateDecision, checked: Checked[]) {
+  const seconds = retryAfterSeconds(decision)
+  return new HttpError(429, 'rate_limited', {
+    detail: `Too many requests; try again in ${seconds} s`,
+    details: { policy: policy.name, retryAfterSeconds: seconds },
+    headers: { 'Retry-After': String(seconds), ...headersFor(checked) },
+  })
+}
+
+/**
+ * Takes a token from the policy's bucket for the client address or the account. A
+ * refusal is a 429 thrown before anything after it in the chain runs.
+ */
+export function rateLimit(
+  name: PolicyName,
+  options: { by: 'ip' | 'account' },
+): Middleware {
+  async function before(request: ApiRequest): Promise<void> {
+    const { state, logger } = request.context
+    const policy = ratePolicy(name)
+    const subject = subjectOf(state, options.by)
+
+    let decision: RateDecision
+    try {
+      decision = await checkRateLimit(policy, subject)
+    } catch (error) {
+      if (policy.failClosed) {
+        throw serviceUnavailable('rate_limit_unavailable', 'Try again shortly', error)
+      }
+      logger.warn('rate limit not checked, request let through', {
+        policy: name,
+        error: error as Error,
+      })
+      return
+    }
+
+    const checked = [...(checkedByRequest.get(state) ?? []), { policy, decision }]
+    checkedByRequest.set(state, checked)
+    if (!decision.allowed) throw rateLimited(policy, decision, checked)
+  }
+  return { before }
+}
+
+/**
+ * Writes `RateLimit-Policy` and `RateLimit` on every response of a rate-limited request,
+ * errors included. It must be used before problemErrors(): onError hooks run in reverse
+ * order, and the error response exists only once problemErrors has built it.
+ */
+export function rateLimitHeaders(): Middleware {
+  function addHeaders(request: ApiRequest): void {
+    const checked = request.context.state && checkedByRequest.get(request.context.state)
+    if (!checked || !request.response) return
+    request.response.headers = { ...request.response.headers, ...headersFor(checked) }
+  }
+  return { after: addHeaders, onError: addHeaders }
+}
