@@ -26,7 +26,10 @@ let dummyHash: Promise<string> | undefined
  * Verifies a password against a stored hash. With no hash (unknown account) it still
  * spends the same work on a throwaway hash, so timing does not reveal which emails exist.
  */
-export async function verifyPassword(hash: string | undefined, password: string): Promise<boolean> {
+export async function verifyPassword(
+  hash: string | undefined,
+  password: string,
+): Promise<boolean> {
   if (!hash) {
     dummyHash ??= hashPassword('not-a-real-password-just-equal-work')
     await argon2.verify(await dummyHash, password).catch(() => false)
@@ -41,7 +44,9 @@ function signingKey(): { key: Uint8Array; kid: string } {
   return { key: new TextEncoder().encode(secret), kid }
 }
 
-export async function signAccessToken(claims: AccessClaims): Promise<{ token: string; expiresIn: number }> {
+export async function signAccessToken(
+  claims: AccessClaims,
+): Promise<{ token: string; expiresIn: number }> {
   const config = getConfig()
   const { key, kid } = signingKey()
   const token = await new SignJWT({ role: claims.role })
@@ -56,7 +61,9 @@ export async function signAccessToken(claims: AccessClaims): Promise<{ token: st
 }
 
 /** Verifies an access token; `undefined` for anything not valid, expired or forged. */
-export async function verifyAccessToken(token: string): Promise<AccessClaims | undefined> {
+export async function verifyAccessToken(
+  token: string,
+): Promise<AccessClaims | undefined> {
   try {
     const { payload } = await jwtVerify(token, signingKey().key, {
       algorithms: [ALGORITHM],
@@ -66,7 +73,8 @@ export async function verifyAccessToken(token: string): Promise<AccessClaims | u
     if (typeof payload.sub !== 'string') return undefined
     return { userId: payload.sub, role: String(payload.role ?? 'user') }
   } catch (error) {
-    if (error instanceof joseErrors.JOSEError || error instanceof TypeError) return undefined
+    if (error instanceof joseErrors.JOSEError || error instanceof TypeError)
+      return undefined
     throw error
   }
 }

@@ -1,4 +1,3 @@
-import type { Logger } from '@aws-lambda-powertools/logger'
 import middy, { type MiddyfiedHandler } from '@middy/core'
 import type {
   APIGatewayProxyEventV2,
@@ -6,7 +5,7 @@ import type {
   Context,
 } from 'aws-lambda'
 import type { z } from 'zod'
-import { createLogger } from './logger.ts'
+import { createLogger, type RequestLog } from './logger.ts'
 import { type AuthUser, authenticate } from './middleware/authenticate.ts'
 import { clientIp } from './middleware/client-ip.ts'
 import { correlation } from './middleware/correlation.ts'
@@ -29,7 +28,7 @@ export type RequestState = {
   body?: unknown
 }
 
-export type ServiceContext = Context & { state: RequestState; logger: Logger }
+export type ServiceContext = Context & { state: RequestState; logger: RequestLog }
 
 export type ApiRequest = middy.Request<ApiEvent, ApiResult, Error, ServiceContext>
 
@@ -40,7 +39,7 @@ export type EndpointInput<Body, Query, Params> = {
   query: Query
   params: Params
   user: AuthUser
-  log: Logger
+  log: RequestLog
 }
 
 type EndpointOptions<Body, Query, Params> = {
@@ -72,7 +71,7 @@ export function endpoint<Body = undefined, Query = undefined, Params = undefined
     // onError hooks run in reverse order: headers are added after the error is mapped.
     .use(securityHeaders())
     .use(rateLimitHeaders())
-    .use(problemErrors(logger))
+    .use(problemErrors())
     .use(clientIp())
   // A refusal by address costs nothing else: no body parsing, no password hash, no query.
   if (options.limits?.ip) chain.use(rateLimit(options.limits.ip, { by: 'ip' }))
@@ -90,7 +89,7 @@ export function endpoint<Body = undefined, Query = undefined, Params = undefined
       query: validate(options.query, event.queryStringParameters ?? {}, 'query') as Query,
       params: validate(options.params, event.pathParameters ?? {}, 'path') as Params,
       user: state.user as AuthUser,
-      log: logger,
+      log: context.logger,
     })
   })
   // The chain's first middleware adds `state` and `logger` to the plain Lambda context.

@@ -30,7 +30,9 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
       version text PRIMARY KEY,
       applied_at timestamptz NOT NULL DEFAULT now()
     )`)
-    const done = await client.query<{ version: string }>('SELECT version FROM schema_migrations')
+    const done = await client.query<{ version: string }>(
+      'SELECT version FROM schema_migrations',
+    )
     const applied = new Set(done.rows.map((row) => row.version))
 
     const ran: string[] = []
@@ -51,7 +53,9 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
     }
     return ran
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]).catch(() => {})
+    await client
+      .query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID])
+      .catch(() => {})
     client.release()
   }
 }
@@ -63,9 +67,9 @@ export async function pendingMigrations(pool: pg.Pool): Promise<string[]> {
   )
   const applied = exists.rows[0]?.present
     ? new Set(
-        (await pool.query<{ version: string }>('SELECT version FROM schema_migrations')).rows.map(
-          (row) => row.version,
-        ),
+        (
+          await pool.query<{ version: string }>('SELECT version FROM schema_migrations')
+        ).rows.map((row) => row.version),
       )
     : new Set<string>()
   return (await readMigrations())

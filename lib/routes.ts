@@ -17,8 +17,18 @@ export type Route = {
 /** Every function of the service. The bundler builds one bundle per entry. */
 export const functions = [
   { name: 'health', module: 'handlers/health.ts', timeoutMs: 3_000, group: 'api' },
-  { name: 'auth-register', module: 'handlers/auth/register.ts', timeoutMs: 10_000, group: 'auth' },
-  { name: 'auth-login', module: 'handlers/auth/login.ts', timeoutMs: 10_000, group: 'auth' },
+  {
+    name: 'auth-register',
+    module: 'handlers/auth/register.ts',
+    timeoutMs: 10_000,
+    group: 'auth',
+  },
+  {
+    name: 'auth-login',
+    module: 'handlers/auth/login.ts',
+    timeoutMs: 10_000,
+    group: 'auth',
+  },
   { name: 'auth-me', module: 'handlers/auth/me.ts', timeoutMs: 5_000, group: 'auth' },
   {
     name: 'documents-create',
@@ -56,7 +66,12 @@ export const functions = [
     timeoutMs: 10_000,
     group: 'documents',
   },
-  { name: 'jobs-extract', module: 'handlers/jobs/extract.ts', timeoutMs: 180_000, group: 'jobs' },
+  {
+    name: 'jobs-extract',
+    module: 'handlers/jobs/extract.ts',
+    timeoutMs: 180_000,
+    group: 'jobs',
+  },
 ] as const satisfies readonly FunctionSpec[]
 
 export type FunctionName = (typeof functions)[number]['name']

@@ -41,13 +41,24 @@ export function resetStorage(): void {
 }
 
 function translate(error: unknown, action: string): unknown {
-  if (error instanceof S3ServiceException && (error.$metadata.httpStatusCode ?? 500) < 500) {
+  if (
+    error instanceof S3ServiceException &&
+    (error.$metadata.httpStatusCode ?? 500) < 500
+  ) {
     return error
   }
-  return serviceUnavailable('storage_unavailable', `Object storage is unavailable (${action})`, error)
+  return serviceUnavailable(
+    'storage_unavailable',
+    `Object storage is unavailable (${action})`,
+    error,
+  )
 }
 
-export async function putObject(key: string, body: Buffer, contentType: string): Promise<void> {
+export async function putObject(
+  key: string,
+  body: Buffer,
+  contentType: string,
+): Promise<void> {
   try {
     await getS3().send(
       new PutObjectCommand({
@@ -77,7 +88,9 @@ export async function getObject(key: string): Promise<Buffer> {
 
 export async function deleteObject(key: string): Promise<void> {
   try {
-    await getS3().send(new DeleteObjectCommand({ Bucket: getConfig().S3_BUCKET, Key: key }))
+    await getS3().send(
+      new DeleteObjectCommand({ Bucket: getConfig().S3_BUCKET, Key: key }),
+    )
   } catch (error) {
     throw translate(error, 'delete')
   }

@@ -35,8 +35,15 @@ export async function createUser(
 
 export async function findLogin(
   email: string,
-): Promise<{ id: string; role: string; password_hash: string; disabled: boolean } | undefined> {
-  const { rows } = await query<{ id: string; role: string; password_hash: string; disabled: boolean }>(
+): Promise<
+  { id: string; role: string; password_hash: string; disabled: boolean } | undefined
+> {
+  const { rows } = await query<{
+    id: string
+    role: string
+    password_hash: string
+    disabled: boolean
+  }>(
     'SELECT id, role, password_hash, disabled FROM users WHERE lower(email) = lower($1)',
     [email],
   )
@@ -44,7 +51,10 @@ export async function findLogin(
 }
 
 export async function findAccount(id: string): Promise<Account | undefined> {
-  const { rows } = await query<Account>(`SELECT ${ACCOUNT_COLUMNS} FROM users WHERE id = $1`, [id])
+  const { rows } = await query<Account>(
+    `SELECT ${ACCOUNT_COLUMNS} FROM users WHERE id = $1`,
+    [id],
+  )
   return rows[0]
 }
 

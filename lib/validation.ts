@@ -5,9 +5,10 @@ import { unprocessable } from './errors.ts'
  * A string that PostgreSQL can store: text columns refuse U+0000, so it is a
  * validation error here rather than a database error later.
  */
-export const text = () => z.string().refine((value) => !value.includes('\u0000'), {
-  message: 'must not contain the NUL character',
-})
+export const text = () =>
+  z.string().refine((value) => !value.includes('\u0000'), {
+    message: 'must not contain the NUL character',
+  })
 
 /** Parses a value against a schema, answering 422 with every failing field named. */
 export function validate<T>(

@@ -6,6 +6,8 @@ import {
   type ServerResponse,
 } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger'
+import { clientIp, type TrustedProxies } from '../lib/client-ip.ts'
 import { getConfig } from '../lib/config.ts'
 import {
   HttpError,
@@ -13,6 +15,7 @@ import {
   payloadTooLarge,
   serviceUnavailable,
 } from '../lib/errors.ts'
+import { createLogger } from '../lib/logger.ts'
 import { correlationIdFrom } from '../lib/middleware/correlation.ts'
 import {
   functions as allFunctions,
@@ -33,12 +36,8 @@ import {
 } from './result.ts'
 import { createRouter } from './router.ts'
 
-/** What the gateway logs through; the Powertools logger fits it. */
-export type Logger = {
-  info(message: string, fields?: Record<string, unknown>): void
-  warn(message: string, fields?: Record<string, unknown>): void
-  error(message: string, fields?: Record<string, unknown>): void
-}
+/** What the gateway logs through: the Powertools logger, or a test's own. */
+export type Logger = Pick<PowertoolsLogger, 'info' | 'warn' | 'error'>
 
 export type GatewayOptions = {
   host: string
@@ -52,6 +51,8 @@ export type GatewayOptions = {
   maxBodyBytes?: number
   /** How long `close()` waits for requests in flight before cutting connections. */
   drainTimeoutMs?: number
+  /** `TRUSTED_PROXIES` from config by default; decides the access line's `client_ip`. */
+  trustedProxies?: TrustedProxies
 }
 
 export type Gateway = { url: string; port: number; close(): Promise<void> }
@@ -79,7 +80,7 @@ const LINGER_MS = 2_000
  * the request's bytes, invokes the route's function, and writes its result as HTTP.
  */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
-  const logger = options.logger ?? createConsoleLogger()
+  const logger = options.logger ?? createLogger('gateway')
   const handle = createRequestHandler(options, logger)
   const server = createServer({ keepAlive: true, noDelay: true }, handle.onRequest)
 
@@ -96,6 +97,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 }
 
 function createRequestHandler(options: GatewayOptions, logger: Logger) {
+  const trustedProxies = options.trustedProxies ?? getConfig().TRUSTED_PROXIES
   const routes = options.routes ?? allRoutes
   const functionsByName = indexFunctions(routes, options.functions ?? allFunctions)
   const router = createRouter(routes)
@@ -148,7 +150,13 @@ function createRequestHandler(options: GatewayOptions, logger: Logger) {
     if (served.clientGone || response.destroyed) {
       logger.info(
         'request',
-        accessFields(request, { ...reply, statusCode: 499 }, served, started),
+        accessFields(
+          request,
+          { ...reply, statusCode: 499 },
+          served,
+          started,
+          trustedProxies,
+        ),
       )
       return
     }
@@ -157,7 +165,7 @@ function createRequestHandler(options: GatewayOptions, logger: Logger) {
     writeReply(response, reply)
     if (served.tooLarge) lingerAndClose(request, response)
 
-    logger.info('request', accessFields(request, reply, served, started))
+    logger.info('request', accessFields(request, reply, served, started, trustedProxies))
   }
 
   return {
@@ -401,6 +409,7 @@ function accessFields(
   reply: Reply,
   served: Served,
   started: number,
+  trustedProxies: TrustedProxies,
 ): Record<string, unknown> {
   return {
     correlation_id: firstValue(reply.headers['x-correlation-id']),
@@ -411,50 +420,19 @@ function accessFields(
     path: splitTarget(request.url ?? '/').rawPath,
     status: reply.statusCode,
     latency_ms: Math.round((performance.now() - started) * 100) / 100,
-    client_ip: plainAddress(request.socket.remoteAddress ?? ''),
+    client_ip: clientIp(
+      plainAddress(request.socket.remoteAddress ?? ''),
+      request.headers['x-forwarded-for'],
+      trustedProxies,
+    ),
   }
-}
-
-function serializeError(error: Error): Record<string, unknown> {
-  return {
-    name: error.name,
-    message: error.message,
-    stack: error.stack,
-    ...(error.cause instanceof Error ? { cause: serializeError(error.cause) } : {}),
-  }
-}
-
-function jsonLine(
-  level: string,
-  message: string,
-  fields: Record<string, unknown>,
-): string {
-  const entry: Record<string, unknown> = {
-    level,
-    message,
-    service: 'gateway',
-    timestamp: new Date().toISOString(),
-    ...fields,
-  }
-  if (entry.error instanceof Error) entry.error = serializeError(entry.error)
-  return `${JSON.stringify(entry)}\n`
-}
-
-/** The default logger: one JSON object per line on stdout. */
-export function createConsoleLogger(): Logger {
-  const write =
-    (level: string) =>
-    (message: string, fields: Record<string, unknown> = {}) => {
-      process.stdout.write(jsonLine(level, message, fields))
-    }
-  return { info: write('INFO'), warn: write('WARN'), error: write('ERROR') }
 }
 
 // Direct start: `node local/gateway.ts` (`npm start` goes through local/start.ts instead).
 
 async function main(): Promise<void> {
   const config = getConfig()
-  const logger = createConsoleLogger()
+  const logger = createLogger('gateway')
   const gateway = await startGateway({
     host: config.HOST,
     port: config.PORT,

@@ -9,6 +9,7 @@ import {
   resetConfig,
 } from '../lib/config.ts'
 import { closePool, getPool } from '../lib/db.ts'
+import { createLogger } from '../lib/logger.ts'
 import { migrate } from '../lib/migrate.ts'
 import { stopQueue } from '../lib/queue.ts'
 import { ensureBucket, resetStorage } from '../lib/storage.ts'
@@ -162,7 +163,9 @@ async function start(): Promise<void> {
   onStop('worker', worker.stop)
   const url = await listen(config)
 
-  console.log(
+  createLogger('launcher').info('service started', { url })
+  // The banner is for the person at the terminal; stdout carries only JSON log lines.
+  console.error(
     [
       'docservice is running',
       `  gateway   ${url}`,
@@ -174,7 +177,8 @@ async function start(): Promise<void> {
 }
 
 async function shutdown(signal: string): Promise<void> {
-  console.log(`${signal}: shutting down (again to force)`)
+  createLogger('launcher').info('shutting down', { signal })
+  console.error(`${signal}: shutting down (again to force)`)
   process.once('SIGINT', () => process.exit(1))
   process.once('SIGTERM', () => process.exit(1))
   // A stop that hangs must not keep the process (and the terminal) forever.

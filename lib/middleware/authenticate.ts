@@ -39,7 +39,7 @@ export function authenticate(): middy.MiddlewareObj<
     if (!user || user.disabled) throw unauthorized('The account is unknown or disabled')
 
     request.context.state.user = { id: user.id, email: user.email, role: user.role }
-    request.context.logger.appendKeys({ user_id: user.id })
+    request.context.logger.fields.user_id = user.id
   }
   return { before }
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Logger } from '@aws-lambda-powertools/logger'
 import type middy from '@middy/core'
 import type { ApiEvent, ApiRequest, ApiResult, ServiceContext } from '../http.ts'
+import { requestLog } from '../logger.ts'
 
 const WELL_FORMED = /^[A-Za-z0-9._-]{1,128}$/
 
@@ -17,8 +18,9 @@ function routeOf(event: ApiEvent): string {
 }
 
 /**
- * Opens the request: correlation id, per-request log keys (cleared at the end so no
- * key leaks into the next invocation), the echoed header, and one access line.
+ * Opens the request: correlation id, a request logger carrying its keys (never stored
+ * on the shared logger, so no key leaks into another invocation), the echoed header,
+ * and one access line at the end.
  */
 export function correlation(
   logger: Logger,
@@ -27,9 +29,7 @@ export function correlation(
     const { event, context } = request
     const correlationId = correlationIdFrom(event.headers?.['x-correlation-id'])
     context.state = { correlationId, clientIp: '', startedAt: performance.now() }
-    context.logger = logger
-    logger.resetKeys()
-    logger.appendKeys({
+    context.logger = requestLog(logger, {
       correlation_id: correlationId,
       request_id: event.requestContext?.requestId ?? context.awsRequestId,
     })
@@ -49,11 +49,9 @@ export function correlation(
       status,
       latency_ms: Math.round((performance.now() - state.startedAt) * 100) / 100,
       client_ip: state.clientIp,
-      ...(state.user ? { user_id: state.user.id } : {}),
     }
-    if (status >= 500) logger.error('request finished', fields)
-    else logger.info('request finished', fields)
-    logger.resetKeys()
+    if (status >= 500) context.logger.error('request finished', fields)
+    else context.logger.info('request finished', fields)
   }
 
   return { before, after: finish, onError: finish }

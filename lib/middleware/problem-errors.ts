@@ -1,4 +1,3 @@
-import type { Logger } from '@aws-lambda-powertools/logger'
 import type middy from '@middy/core'
 import { HttpError, toProblem } from '../errors.ts'
 import type { ApiEvent, ApiRequest, ApiResult, ServiceContext } from '../http.ts'
@@ -17,18 +16,22 @@ function asHttpError(error: unknown): unknown {
  * Maps any error to an RFC 9457 problem response. Unknown errors become 500 with the
  * correlation id and are logged with their cause; their messages never leave.
  */
-export function problemErrors(
-  logger: Logger,
-): middy.MiddlewareObj<ApiEvent, ApiResult, Error, ServiceContext> {
+export function problemErrors(): middy.MiddlewareObj<
+  ApiEvent,
+  ApiResult,
+  Error,
+  ServiceContext
+> {
   function onError(request: ApiRequest): void {
     const error = asHttpError(request.error)
     const problem = toProblem(error, request.context.state?.correlationId)
     const headers = error instanceof HttpError ? error.headers : {}
+    const logger = request.context.logger
 
     if (problem.status >= 500) {
-      logger.error('request failed', { error: request.error as Error })
+      logger?.error('request failed', { error: request.error as Error })
     } else {
-      logger.info('request refused', { code: problem.code, detail: problem.detail })
+      logger?.info('request refused', { code: problem.code, detail: problem.detail })
     }
 
     request.response = {

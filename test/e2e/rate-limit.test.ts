@@ -59,7 +59,7 @@ function limitedHandler(
     .use(correlation(logger))
     .use(securityHeaders())
     .use(rateLimitHeaders())
-    .use(problemErrors(logger))
+    .use(problemErrors())
     .use(clientIp())
   for (const limit of limits) chain.use(limit)
 

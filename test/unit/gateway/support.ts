@@ -17,8 +17,9 @@ export const DEFAULT_MAX_BODY_BYTES = parseConfig({
 export function memoryLogger(lines: LogLine[]): Logger {
   const write =
     (level: string) =>
-    (message: string, fields: Record<string, unknown> = {}) => {
-      lines.push({ level, message, fields })
+    (message: unknown, ...extra: unknown[]) => {
+      const fields = (extra[0] ?? {}) as Record<string, unknown>
+      lines.push({ level, message: String(message), fields })
     }
   return { info: write('info'), warn: write('warn'), error: write('error') }
 }

@@ -1,0 +1,35 @@
+import { attachmentDisposition } from '../../lib/documents/content-disposition.ts'
+import { documentParams, isDocumentId } from '../../lib/documents/params.ts'
+import { findDocument } from '../../lib/documents/store.ts'
+import { notFound } from '../../lib/errors.ts'
+import { endpoint } from '../../lib/http.ts'
+import { getObject } from '../../lib/storage.ts'
+
+export const handler = endpoint(
+  {
+    name: 'documents-content',
+    limits: { ip: 'ip-ceiling', account: 'documents' },
+    params: documentParams,
+  },
+  async function getDocumentContent({ params, user }) {
+    const row = isDocumentId(params.id)
+      ? await findDocument(user.id, params.id)
+      : undefined
+    if (!row) throw notFound('No such document')
+
+    const bytes = await getObject(row.object_key)
+
+    return {
+      statusCode: 200,
+      headers: {
+        'content-type': row.media_type,
+        'content-length': String(bytes.length),
+        'content-disposition': attachmentDisposition(row.filename),
+        'x-content-type-options': 'nosniff',
+        etag: `"${row.sha256}"`,
+      },
+      body: bytes.toString('base64'),
+      isBase64Encoded: true,
+    }
+  },
+)

@@ -1,0 +1,201 @@
+import { query, withTransaction } from '../db.ts'
+import { badRequest, payloadTooLarge } from '../errors.ts'
+import { enqueueExtraction } from '../queue.ts'
+
+export const STATUSES = ['pending', 'processing', 'done', 'failed', 'skipped'] as const
+export type Status = (typeof STATUSES)[number]
+
+export type DocumentRow = {
+  id: string
+  owner_id: string
+  title: string
+  filename: string
+  media_type: string
+  size_bytes: number
+  sha256: string
+  object_key: string
+  pages: number | null
+  status: Status
+  status_reason: string | null
+  text_source: string | null
+  created_at: Date
+  updated_at: Date
+  extracted_at: Date | null
+}
+
+const COLUMNS = `id, owner_id, title, filename, media_type, size_bytes, sha256, object_key,
+  pages, status, status_reason, text_source, created_at, updated_at, extracted_at`
+
+export type NewDocument = {
+  id: string
+  ownerId: string
+  title: string
+  filename: string
+  mediaType: string
+  sizeBytes: number
+  sha256: string
+  objectKey: string
+  correlationId: string
+}
+
+function quotaExceeded(): Error {
+  return payloadTooLarge('quota_exceeded', 'The upload would exceed your storage quota')
+}
+
+/** Refuses early, before any bytes are stored, when the quota plainly cannot hold the file. */
+export async function assertQuotaRoom(ownerId: string, sizeBytes: number): Promise<void> {
+  const { rows } = await query<{ room: boolean }>(
+    'SELECT used_bytes + $2 <= quota_bytes AS room FROM users WHERE id = $1',
+    [ownerId, sizeBytes],
+  )
+  if (!rows[0]?.room) throw quotaExceeded()
+}
+
+/**
+ * Charges the quota, records the document and enqueues its extraction in one
+ * transaction. The charge is one conditional UPDATE, so concurrent uploads can never
+ * take an account over its quota.
+ */
+export async function insertDocument(doc: NewDocument): Promise<DocumentRow> {
+  return withTransaction(async (client) => {
+    const charged = await client.query(
+      `UPDATE users SET used_bytes = used_bytes + $2, updated_at = now()
+       WHERE id = $1 AND used_bytes + $2 <= quota_bytes`,
+      [doc.ownerId, doc.sizeBytes],
+    )
+    if (charged.rowCount !== 1) throw quotaExceeded()
+
+    const { rows } = await client.query<DocumentRow>(
+      `INSERT INTO documents
+         (id, owner_id, title, filename, media_type, size_bytes, sha256, object_key, correlation_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       RETURNING ${COLUMNS}`,
+      [
+        doc.id,
+        doc.ownerId,
+        doc.title,
+        doc.filename,
+        doc.mediaType,
+        doc.sizeBytes,
+        doc.sha256,
+        doc.objectKey,
+        doc.correlationId,
+      ],
+    )
+    await enqueueExtraction(doc.id, doc.correlationId, client)
+    return rows[0] as DocumentRow
+  })
+}
+
+export async function findDocument(
+  ownerId: string,
+  id: string,
+): Promise<DocumentRow | undefined> {
+  const { rows } = await query<DocumentRow>(
+    `SELECT ${COLUMNS} FROM documents WHERE id = $1 AND owner_id = $2`,
+    [id, ownerId],
+  )
+  return rows[0]
+}
+
+export async function findDocumentText(
+  ownerId: string,
+  id: string,
+): Promise<(DocumentRow & { extracted_text: string | null }) | undefined> {
+  const { rows } = await query<DocumentRow & { extracted_text: string | null }>(
+    `SELECT ${COLUMNS}, extracted_text FROM documents WHERE id = $1 AND owner_id = $2`,
+    [id, ownerId],
+  )
+  return rows[0]
+}
+
+type Cursor = { createdAt: string; id: string }
+
+export function encodeCursor(cursor: Cursor): string {
+  return Buffer.from(JSON.stringify([cursor.createdAt, cursor.id])).toString('base64url')
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const TIMESTAMP = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?\+00$/
+
+export function decodeCursor(value: string): Cursor {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'))
+    if (TIMESTAMP.test(createdAt) && UUID.test(id)) return { createdAt, id }
+  } catch {}
+  throw badRequest('invalid_cursor', 'The cursor is not one this service gave out')
+}
+
+/**
+ * One page of an owner's documents, newest first. The cursor carries the last row's
+ * timestamp as PostgreSQL prints it, so no microseconds are lost on the way.
+ */
+export async function listDocuments(
+  ownerId: string,
+  options: { limit: number; cursor?: Cursor; status?: Status },
+): Promise<{ items: DocumentRow[]; next?: string }> {
+  const { rows } = await query<DocumentRow & { created_text: string }>(
+    `SELECT ${COLUMNS}, created_at::text AS created_text FROM documents
+     WHERE owner_id = $1
+       AND ($2::text IS NULL OR status = $2)
+       AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::uuid))
+     ORDER BY created_at DESC, id DESC
+     LIMIT $5`,
+    [
+      ownerId,
+      options.status ?? null,
+      options.cursor?.createdAt ?? null,
+      options.cursor?.id ?? null,
+      options.limit + 1,
+    ],
+  )
+
+  const items = rows.slice(0, options.limit)
+  const last = items.at(-1)
+  const next =
+    rows.length > options.limit && last
+      ? encodeCursor({ createdAt: last.created_text, id: last.id })
+      : undefined
+  return { items, next }
+}
+
+/** Removes the row and releases its quota; the caller removes the object afterwards. */
+export async function removeDocument(
+  ownerId: string,
+  id: string,
+): Promise<{ objectKey: string } | undefined> {
+  return withTransaction(async (client) => {
+    const { rows } = await client.query<{ object_key: string; size_bytes: number }>(
+      'DELETE FROM documents WHERE id = $1 AND owner_id = $2 RETURNING object_key, size_bytes',
+      [id, ownerId],
+    )
+    const removed = rows[0]
+    if (!removed) return undefined
+
+    await client.query(
+      `UPDATE users SET used_bytes = greatest(used_bytes - $2, 0), updated_at = now()
+       WHERE id = $1`,
+      [ownerId, removed.size_bytes],
+    )
+    return { objectKey: removed.object_key }
+  })
+}
+
+/** The public shape of a document. */
+export function presentDocument(row: DocumentRow) {
+  return {
+    id: row.id,
+    title: row.title,
+    filename: row.filename,
+    mediaType: row.media_type,
+    sizeBytes: row.size_bytes,
+    sha256: row.sha256,
+    pages: row.pages,
+    status: row.status,
+    statusReason: row.status_reason,
+    textSource: row.text_source,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+    extractedAt: row.extracted_at?.toISOString() ?? null,
+  }
+}
