@@ -202,21 +202,21 @@ function replyForOutcome(
       return replyFromFunction(outcome.result, fn, correlationId, logger)
     case 'error':
       logger.error('function failed', {
-        function: fn.name,
+        target: fn.name,
         correlation_id: correlationId,
         error: outcome.error,
       })
       return problemReply(functionFailed(), correlationId)
     case 'timeout':
       logger.error('function timed out', {
-        function: fn.name,
+        target: fn.name,
         correlation_id: correlationId,
         timeout_ms: fn.timeoutMs,
       })
       return problemReply(functionTimedOut(fn.timeoutMs), correlationId)
     case 'unavailable':
       logger.error('function unavailable', {
-        function: fn.name,
+        target: fn.name,
         correlation_id: correlationId,
         reason: outcome.reason,
       })
@@ -235,7 +235,7 @@ function replyFromFunction(
   } catch (error) {
     if (!(error instanceof MalformedResultError)) throw error
     logger.error('function result malformed', {
-      function: fn.name,
+      target: fn.name,
       correlation_id: correlationId,
       error,
     })
@@ -414,9 +414,10 @@ function accessFields(
   return {
     correlation_id: firstValue(reply.headers['x-correlation-id']),
     request_id: served.requestId,
-    function: served.functionName ?? null,
+    target: served.functionName,
     method: request.method,
-    route: served.route?.path ?? null,
+    // A line for a path no route matches still groups under one label.
+    route: served.route?.path ?? 'unmatched',
     path: splitTarget(request.url ?? '/').rawPath,
     status: reply.statusCode,
     latency_ms: Math.round((performance.now() - started) * 100) / 100,

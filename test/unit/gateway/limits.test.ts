@@ -123,7 +123,7 @@ describe('the answers the gateway gives itself', () => {
     const failure = gateway.lines.find(
       (line) => line.level === 'error' && line.fields.correlation_id === correlationId,
     )
-    expect(failure?.fields.function).toBe('throws')
+    expect(failure?.fields.target).toBe('throws')
     expect(failure?.fields.error).toBeInstanceOf(Error)
   })
 })
@@ -144,7 +144,8 @@ describe('a client that goes away', () => {
     const line = gateway.lines.find(
       (entry) => entry.fields.correlation_id === 'gone-early',
     )
-    expect(line?.fields).toMatchObject({ status: 499, route: null, function: null })
+    expect(line?.fields).toMatchObject({ status: 499, route: 'unmatched' })
+    expect(line?.fields.target).toBeUndefined()
   })
 })
 
@@ -209,7 +210,7 @@ describe('the access line', () => {
       route: '/items/{id}',
       path: '/items/9',
       status: 200,
-      function: 'echo',
+      target: 'echo',
       client_ip: '127.0.0.1',
     })
     expect(lines[0]?.fields.request_id).toMatch(UUID)
