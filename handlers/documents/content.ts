@@ -1,7 +1,6 @@
 import { attachmentDisposition } from '../../lib/documents/content-disposition.ts'
-import { documentParams, isDocumentId } from '../../lib/documents/params.ts'
-import { findDocument } from '../../lib/documents/store.ts'
-import { notFound } from '../../lib/errors.ts'
+import { documentParams } from '../../lib/documents/params.ts'
+import { ownDocument } from '../../lib/documents/store.ts'
 import { endpoint } from '../../lib/http.ts'
 import { getObject } from '../../lib/storage.ts'
 
@@ -12,10 +11,7 @@ export const handler = endpoint(
     params: documentParams,
   },
   async function getDocumentContent({ params, user }) {
-    const row = isDocumentId(params.id)
-      ? await findDocument(user.id, params.id)
-      : undefined
-    if (!row) throw notFound('No such document')
+    const row = await ownDocument(user.id, params.id)
 
     const bytes = await getObject(row.object_key)
 

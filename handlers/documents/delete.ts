@@ -1,6 +1,5 @@
-import { documentParams, isDocumentId } from '../../lib/documents/params.ts'
+import { documentParams } from '../../lib/documents/params.ts'
 import { removeDocument } from '../../lib/documents/store.ts'
-import { notFound } from '../../lib/errors.ts'
 import { endpoint } from '../../lib/http.ts'
 import { deleteObject } from '../../lib/storage.ts'
 
@@ -11,10 +10,7 @@ export const handler = endpoint(
     params: documentParams,
   },
   async function deleteDocument({ params, user, log }) {
-    const removed = isDocumentId(params.id)
-      ? await removeDocument(user.id, params.id)
-      : undefined
-    if (!removed) throw notFound('No such document')
+    const removed = await removeDocument(user.id, params.id)
 
     // The row is gone and the quota released; an object that fails to go is only an orphan.
     await deleteObject(removed.objectKey).catch((error) =>

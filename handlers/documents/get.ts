@@ -1,6 +1,5 @@
-import { documentParams, isDocumentId } from '../../lib/documents/params.ts'
-import { findDocument, presentDocument } from '../../lib/documents/store.ts'
-import { notFound } from '../../lib/errors.ts'
+import { documentParams } from '../../lib/documents/params.ts'
+import { ownDocument, presentDocument } from '../../lib/documents/store.ts'
 import { endpoint, json } from '../../lib/http.ts'
 
 export const handler = endpoint(
@@ -10,10 +9,7 @@ export const handler = endpoint(
     params: documentParams,
   },
   async function getDocument({ params, user }) {
-    const row = isDocumentId(params.id)
-      ? await findDocument(user.id, params.id)
-      : undefined
-    if (!row) throw notFound('No such document')
+    const row = await ownDocument(user.id, params.id)
 
     return json(200, presentDocument(row))
   },

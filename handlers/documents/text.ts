@@ -1,6 +1,6 @@
-import { documentParams, isDocumentId } from '../../lib/documents/params.ts'
-import { findDocumentText } from '../../lib/documents/store.ts'
-import { HttpError, notFound } from '../../lib/errors.ts'
+import { documentParams } from '../../lib/documents/params.ts'
+import { ownDocument } from '../../lib/documents/store.ts'
+import { HttpError } from '../../lib/errors.ts'
 import { endpoint, json } from '../../lib/http.ts'
 
 function wantsPlainText(accept: string | undefined): boolean {
@@ -14,10 +14,7 @@ export const handler = endpoint(
     params: documentParams,
   },
   async function getDocumentText({ event, params, user }) {
-    const row = isDocumentId(params.id)
-      ? await findDocumentText(user.id, params.id)
-      : undefined
-    if (!row) throw notFound('No such document')
+    const row = await ownDocument(user.id, params.id, { withText: true })
     if (row.status === 'pending' || row.status === 'processing') {
       throw new HttpError(409, 'extraction_in_progress', {
         detail: `Text extraction is ${row.status}; try again shortly`,

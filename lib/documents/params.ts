@@ -1,13 +1,7 @@
 import { z } from 'zod'
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-
 /**
- * `{id}` of a document route. A malformed id is simply a document that does not exist,
- * so it answers 404 like any other missing or foreign document.
+ * `{id}` of a document route. It is not checked for shape here: a malformed id is a
+ * document that does not exist, and answers 404 like any other (see `ownDocument`).
  */
 export const documentParams = z.object({ id: z.string() })
-
-export function isDocumentId(id: string): boolean {
-  return UUID.test(id)
-}

@@ -1,5 +1,5 @@
 import { query, withTransaction } from '../db.ts'
-import { badRequest, payloadTooLarge } from '../errors.ts'
+import { badRequest, notFound, payloadTooLarge } from '../errors.ts'
 import { enqueueExtraction } from '../queue.ts'
 
 export const STATUSES = ['pending', 'processing', 'done', 'failed', 'skipped'] as const
@@ -87,25 +87,33 @@ export async function insertDocument(doc: NewDocument): Promise<DocumentRow> {
   })
 }
 
-export async function findDocument(
-  ownerId: string,
-  id: string,
-): Promise<DocumentRow | undefined> {
-  const { rows } = await query<DocumentRow>(
-    `SELECT ${COLUMNS} FROM documents WHERE id = $1 AND owner_id = $2`,
-    [id, ownerId],
-  )
-  return rows[0]
-}
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
-export async function findDocumentText(
+export type DocumentWithText = DocumentRow & { extracted_text: string | null }
+
+/**
+ * The owner's document, or 404. A malformed id, another owner's document and a missing
+ * one answer alike, so ids cannot be probed.
+ */
+export async function ownDocument(ownerId: string, id: string): Promise<DocumentRow>
+export async function ownDocument(
   ownerId: string,
   id: string,
-): Promise<(DocumentRow & { extracted_text: string | null }) | undefined> {
-  const { rows } = await query<DocumentRow & { extracted_text: string | null }>(
-    `SELECT ${COLUMNS}, extracted_text FROM documents WHERE id = $1 AND owner_id = $2`,
-    [id, ownerId],
-  )
+  options: { withText: true },
+): Promise<DocumentWithText>
+export async function ownDocument(
+  ownerId: string,
+  id: string,
+  options: { withText?: boolean } = {},
+): Promise<DocumentRow> {
+  const columns = options.withText ? `${COLUMNS}, extracted_text` : COLUMNS
+  const { rows } = UUID_PATTERN.test(id)
+    ? await query<DocumentRow>(
+        `SELECT ${columns} FROM documents WHERE id = $1 AND owner_id = $2`,
+        [id, ownerId],
+      )
+    : { rows: [] }
+  if (!rows[0]) throw notFound('No such document')
   return rows[0]
 }
 
@@ -115,13 +123,12 @@ export function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify([cursor.createdAt, cursor.id])).toString('base64url')
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const TIMESTAMP = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?\+00$/
 
 export function decodeCursor(value: string): Cursor {
   try {
     const [createdAt, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'))
-    if (TIMESTAMP.test(createdAt) && UUID.test(id)) return { createdAt, id }
+    if (TIMESTAMP.test(createdAt) && UUID_PATTERN.test(id)) return { createdAt, id }
   } catch {}
   throw badRequest('invalid_cursor', 'The cursor is not one this service gave out')
 }
@@ -159,18 +166,22 @@ export async function listDocuments(
   return { items, next }
 }
 
-/** Removes the row and releases its quota; the caller removes the object afterwards. */
+/**
+ * Removes the owner's row and releases its quota, or answers 404 like `ownDocument`;
+ * the caller removes the object afterwards.
+ */
 export async function removeDocument(
   ownerId: string,
   id: string,
-): Promise<{ objectKey: string } | undefined> {
+): Promise<{ objectKey: string }> {
+  if (!UUID_PATTERN.test(id)) throw notFound('No such document')
   return withTransaction(async (client) => {
     const { rows } = await client.query<{ object_key: string; size_bytes: number }>(
       'DELETE FROM documents WHERE id = $1 AND owner_id = $2 RETURNING object_key, size_bytes',
       [id, ownerId],
     )
     const removed = rows[0]
-    if (!removed) return undefined
+    if (!removed) throw notFound('No such document')
 
     await client.query(
       `UPDATE users SET used_bytes = greatest(used_bytes - $2, 0), updated_at = now()
