@@ -4,8 +4,10 @@ import {
   type IncomingMessage,
   type Server,
   type ServerResponse,
+  STATUS_CODES,
 } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger'
 import { clientIp, type TrustedProxies } from '../lib/client-ip.ts'
 import { getConfig } from '../lib/config.ts'
@@ -14,6 +16,7 @@ import {
   notFound,
   payloadTooLarge,
   serviceUnavailable,
+  toProblem,
 } from '../lib/errors.ts'
 import { createLogger } from '../lib/logger.ts'
 import { correlationIdFrom } from '../lib/middleware/correlation.ts'
@@ -83,6 +86,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logger = options.logger ?? createLogger('gateway')
   const handle = createRequestHandler(options, logger)
   const server = createServer({ keepAlive: true, noDelay: true }, handle.onRequest)
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
+    answerUnparsable(error, socket, logger),
+  )
 
   await listen(server, options.host, options.port)
   const { port } = server.address() as AddressInfo
@@ -94,6 +100,45 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }
 
   return { url, port, close }
+}
+
+const PARSER_STATUS: Record<string, number> = {
+  HPE_HEADER_OVERFLOW: 431,
+  ERR_HTTP_REQUEST_TIMEOUT: 408,
+}
+
+/**
+ * A request Node's HTTP parser refuses (bad framing, oversized headers, an unknown
+ * method) never reaches a handler; it still gets a problem document, a correlation id
+ * and an access line.
+ */
+function answerUnparsable(error: NodeJS.ErrnoException, socket: Duplex, logger: Logger) {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  const status = PARSER_STATUS[error.code ?? ''] ?? 400
+  const correlationId = randomUUID()
+  const problem = toProblem(
+    new HttpError(status, status === 431 ? 'headers_too_large' : 'malformed_request', {
+      detail: 'The request could not be parsed as HTTP/1.1',
+    }),
+    correlationId,
+  )
+  const body = JSON.stringify(problem)
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
+      'content-type: application/problem+json\r\n' +
+      `content-length: ${Buffer.byteLength(body)}\r\n` +
+      `x-correlation-id: ${correlationId}\r\nconnection: close\r\n\r\n${body}`,
+  )
+  logger.info('request', {
+    correlation_id: correlationId,
+    route: 'unmatched',
+    status,
+    parser_error: error.code,
+    client_ip: plainAddress((socket as Socket).remoteAddress ?? ''),
+  })
 }
 
 function createRequestHandler(options: GatewayOptions, logger: Logger) {
@@ -221,6 +266,13 @@ function replyForOutcome(
         reason: outcome.reason,
       })
       return problemReply(functionUnavailable(), correlationId)
+    case 'busy':
+      logger.warn('function busy', {
+        function: fn.name,
+        correlation_id: correlationId,
+        waited_ms: outcome.waitedMs,
+      })
+      return problemReply(functionBusy(), correlationId)
   }
 }
 
@@ -294,6 +346,14 @@ function functionTimedOut(timeoutMs: number): HttpError {
   return new HttpError(504, 'function_timeout', {
     detail: `The function did not answer within ${timeoutMs} ms`,
     expose: true,
+  })
+}
+
+function functionBusy(): HttpError {
+  return new HttpError(503, 'function_busy', {
+    detail: 'The function is busy; try again shortly',
+    expose: true,
+    headers: { 'Retry-After': '1' },
   })
 }
 

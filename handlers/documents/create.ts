@@ -6,16 +6,18 @@ import {
   insertDocument,
   presentDocument,
 } from '../../lib/documents/store.ts'
-import { cleanFilename, readUpload } from '../../lib/documents/upload.ts'
+import { cleanFilename, cleanTitle, readUpload } from '../../lib/documents/upload.ts'
 import { badRequest, unsupportedMediaType } from '../../lib/errors.ts'
 import { ALLOWED_MEDIA_TYPES, sniffMediaType } from '../../lib/extraction/sniff.ts'
 import { endpoint, json } from '../../lib/http.ts'
 import { deleteObject, putObject } from '../../lib/storage.ts'
 import { text } from '../../lib/validation.ts'
 
+const MAX_TITLE_LENGTH = 500
+
 const uploadQuery = z.object({
   filename: text().max(1024).optional(),
-  title: text().max(500).optional(),
+  title: text().max(MAX_TITLE_LENGTH).optional(),
 })
 
 const EXTENSIONS: Record<string, string> = {
@@ -36,8 +38,7 @@ export const handler = endpoint(
     const maxBytes = getConfig().UPLOAD_MAX_BYTES
     const upload = await readUpload(event, query, maxBytes)
     if (upload.bytes.length === 0) throw badRequest('empty_file', 'The file is empty')
-    if (upload.title?.includes('\u0000'))
-      throw badRequest('invalid_title', 'The title contains NUL')
+    const title = cleanTitle(upload.title, MAX_TITLE_LENGTH)
 
     // The declared type is ignored: only the bytes say what the file is.
     const mediaType = await sniffMediaType(upload.bytes)
@@ -60,7 +61,7 @@ export const handler = endpoint(
       const row = await insertDocument({
         id,
         ownerId: user.id,
-        title: upload.title?.trim().slice(0, 500) || filename,
+        title: title ?? filename,
         filename,
         mediaType,
         sizeBytes: upload.bytes.length,

@@ -334,6 +334,83 @@ describe('bad requests', () => {
     expect(response.status).toBe(400)
   })
 
+  it('answers a multipart body cut off in the middle of the file with 400 and keeps serving', async () => {
+    const account = await registerAndLogin(app.url)
+    const body =
+      '--B\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n\x89PNG'
+
+    const cut = await fetch(`${app.url}/documents`, {
+      method: 'POST',
+      headers: { ...account.headers, 'content-type': 'multipart/form-data; boundary=B' },
+      body,
+    })
+    const after = await fetch(`${app.url}/health`)
+
+    expect(cut.status).toBe(400)
+    expect(((await cut.json()) as { code: string }).code).toBe('malformed_multipart')
+    expect(after.status).toBe(200)
+  })
+
+  it('refuses a second file part with 422 instead of dropping it silently', async () => {
+    const account = await registerAndLogin(app.url)
+    const input = await corpusFile('docs/minimal-document.pdf')
+    const form = new FormData()
+    form.append('file', new Blob([input.bytes]), 'one.pdf')
+    form.append('file', new Blob([input.bytes]), 'two.pdf')
+
+    const response = await fetch(`${app.url}/documents`, {
+      method: 'POST',
+      headers: account.headers,
+      body: form,
+    })
+
+    expect(response.status).toBe(422)
+  })
+
+  it('keeps a UTF-8 filename and cleans and bounds the title', async () => {
+    const account = await registerAndLogin(app.url)
+    const input = await corpusFile('docs/minimal-document.pdf')
+
+    const named = await upload(app.url, account, {
+      ...input,
+      filename: 'résumé 日本語 😀.pdf',
+      title: ' Q3\u001b[2J report\u202e ',
+    })
+    const tooLong = await upload(app.url, account, { ...input, title: 'x'.repeat(501) })
+
+    expect(named.status).toBe(201)
+    expect(await named.json()).toMatchObject({
+      filename: 'résumé 日本語 😀.pdf',
+      title: 'Q3[2J report',
+    })
+    expect(tooLong.status).toBe(422)
+  })
+
+  it('accepts a file of exactly the upload limit', async () => {
+    const account = await registerAndLogin(app.url)
+    const limit = getConfig().UPLOAD_MAX_BYTES
+    const exact = Buffer.alloc(limit, 0x20)
+    exact.write('%PDF-1.4\n', 0)
+
+    const response = await upload(app.url, account, {
+      bytes: exact,
+      filename: 'exact.pdf',
+    })
+
+    expect(response.status).toBe(201)
+    expect(((await response.json()) as { sizeBytes: number }).sizeBytes).toBe(limit)
+  })
+
+  it('accepts the bearer scheme in any letter case', async () => {
+    const account = await registerAndLogin(app.url)
+
+    const response = await fetch(`${app.url}/documents`, {
+      headers: { authorization: `bearer ${account.token}` },
+    })
+
+    expect(response.status).toBe(200)
+  })
+
   it('refuses NUL in a filename query parameter with a 4xx', async () => {
     const account = await registerAndLogin(app.url)
     const input = await corpusFile('docs/minimal-document.pdf')
