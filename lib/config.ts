@@ -30,6 +30,42 @@ const ratePolicy = z
     return { quota, windowSeconds }
   })
 
+// Access-token keys as "kid=secret" pairs, comma-separated: the first signs, the others
+// only verify (lib/auth.ts).
+const signingKeys = z.string().transform((text, context) => {
+  const keys = text
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '')
+    .map((item) => {
+      const equals = item.indexOf('=')
+      return { kid: item.slice(0, Math.max(equals, 0)), secret: item.slice(equals + 1) }
+    })
+  for (const { kid, secret } of keys) {
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(kid))
+      context.addIssue({ code: 'custom', message: `"${kid}" is not a key id` })
+    if (secret.length < 32)
+      context.addIssue({ code: 'custom', message: `key ${kid}: at least 32 characters` })
+  }
+  if (new Set(keys.map((key) => key.kid)).size !== keys.length)
+    context.addIssue({ code: 'custom', message: 'a key id appears twice' })
+  return keys
+})
+
+// Browser origins allowed on the cookie-authenticated endpoints, comma-separated.
+const origins = z.string().transform((text, context) =>
+  text
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '')
+    .map((item) => {
+      const parsed = URL.canParse(item) ? new URL(item) : undefined
+      if (!parsed || parsed.origin !== item.replace(/\/$/, ''))
+        context.addIssue({ code: 'custom', message: `"${item}" is not an origin` })
+      return parsed?.origin ?? item
+    }),
+)
+
 /**
  * Every environment variable the service reads, with its default. RUNBOOK.md's
  * variable table mirrors this schema.
@@ -43,6 +79,10 @@ export const configSchema = z.object({
   DATA_DIR: z.string().min(1).default('.data'),
   INVOKE_MODE: z.enum(['in-process', 'rie']).default('in-process'),
   RIE_ENDPOINTS: z.string().default(''),
+  // Each RIE runs one invocation at a time: the gateway queues the rest per endpoint for
+  // at most RIE_QUEUE_TIMEOUT_MS, then answers 503.
+  RIE_CONCURRENCY: positiveInt.default(1),
+  RIE_QUEUE_TIMEOUT_MS: positiveInt.default(5_000),
   GATEWAY_MAX_BODY_BYTES: positiveInt.default(10 * MIB),
   TRUSTED_PROXIES: trustedProxies.prefault(
     '127.0.0.0/8, ::1/128, 172.16.0.0/12, 192.168.0.0/16',
@@ -65,9 +105,25 @@ export const configSchema = z.object({
   S3_SECRET_ACCESS_KEY: z.string().min(1).default('S3RVER'),
   S3_FORCE_PATH_STYLE: booleanFromText.default(true),
 
-  JWT_SECRET: z.string().min(32, 'must be at least 32 characters'),
+  // One of the two is required: JWT_SECRET is the single-key shorthand.
+  JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  JWT_SIGNING_KEYS: signingKeys.optional(),
   JWT_ISSUER: z.string().min(1).default('docservice'),
   ACCESS_TOKEN_TTL_SECONDS: positiveInt.default(900),
+  // Sessions (lib/sessions.ts): idle lifetime of a refresh token, absolute lifetime of a
+  // session, and how long a spent refresh token may still be presented (two tabs).
+  REFRESH_TOKEN_TTL_SECONDS: positiveInt.default(7 * 24 * 3600),
+  SESSION_MAX_SECONDS: positiveInt.default(30 * 24 * 3600),
+  REFRESH_REUSE_GRACE_SECONDS: z.coerce.number().int().min(0).max(60).default(10),
+  ALLOWED_ORIGINS: origins.prefault(''),
+  // Where links in mails point; by default the local gateway (http://localhost:PORT).
+  PUBLIC_BASE_URL: z.string().url().optional(),
+  // Unset: npm start runs a local mail catcher; elsewhere mail is not sent (logged).
+  SMTP_URL: z.string().url().optional(),
+  MAIL_FROM: z.string().min(3).default('docservice <no-reply@localhost>'),
+  PASSWORD_RESET_TTL_SECONDS: positiveInt.default(30 * 60),
+  // Reset requests answer no sooner than this, so known and unknown emails take alike.
+  PASSWORD_RESET_MIN_RESPONSE_MS: z.coerce.number().int().min(0).default(400),
 
   // The largest file whose base64 form, with the event around it, still fits a
   // 6 MB synchronous Lambda invocation: the same limit holds in containers.
@@ -107,6 +163,8 @@ export function parseConfig(env: NodeJS.ProcessEnv): Config {
       result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`),
     )
   }
+  if (!result.data.JWT_SECRET && !result.data.JWT_SIGNING_KEYS?.length)
+    throw new ConfigError(['JWT_SECRET: set JWT_SECRET or JWT_SIGNING_KEYS'])
   return result.data
 }
 

@@ -7,8 +7,10 @@ import type {
 import type { z } from 'zod'
 import { createLogger, type RequestLog } from './logger.ts'
 import { type AuthUser, authenticate } from './middleware/authenticate.ts'
+import { authorize, type Role } from './middleware/authorize.ts'
 import { clientIp } from './middleware/client-ip.ts'
 import { correlation } from './middleware/correlation.ts'
+import { type CsrfMode, csrf, csrfVary } from './middleware/csrf.ts'
 import { jsonBody } from './middleware/json-body.ts'
 import { problemErrors } from './middleware/problem-errors.ts'
 import { rateLimit, rateLimitHeaders } from './middleware/rate-limit.ts'
@@ -45,6 +47,10 @@ export type EndpointInput<Body, Query, Params> = {
 type EndpointOptions<Body, Query, Params> = {
   name: string
   auth?: boolean
+  /** Roles allowed (403 for others); any authenticated account when absent. */
+  roles?: readonly Role[]
+  /** Cross-site request checks for endpoints a browser reaches with cookies. */
+  csrf?: CsrfMode
   /** Token-bucket policies: per client address (checked first) and per account. */
   limits?: { ip?: PolicyName; account?: PolicyName }
   body?: z.ZodType<Body>
@@ -71,12 +77,14 @@ export function endpoint<Body = undefined, Query = undefined, Params = undefined
     // onError hooks run in reverse order: headers are added after the error is mapped.
     .use(securityHeaders())
     .use(rateLimitHeaders())
-    .use(problemErrors())
-    .use(clientIp())
+  if (options.csrf) chain.use(csrfVary())
+  chain.use(problemErrors()).use(clientIp())
   // A refusal by address costs nothing else: no body parsing, no password hash, no query.
   if (options.limits?.ip) chain.use(rateLimit(options.limits.ip, { by: 'ip' }))
+  if (options.csrf) chain.use(csrf(options.csrf))
   if (options.body) chain.use(jsonBody())
   if (options.auth !== false) chain.use(authenticate())
+  if (options.roles) chain.use(authorize(options.roles))
   if (options.limits?.account)
     chain.use(rateLimit(options.limits.account, { by: 'account' }))
 

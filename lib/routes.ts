@@ -5,7 +5,7 @@ export type FunctionSpec = {
   name: string
   module: string
   timeoutMs: number
-  group: 'api' | 'auth' | 'documents' | 'jobs'
+  group: 'api' | 'auth' | 'documents' | 'admin' | 'jobs'
 }
 
 export type Route = {
@@ -17,6 +17,7 @@ export type Route = {
 /** Every function of the service. The bundler builds one bundle per entry. */
 export const functions = [
   { name: 'health', module: 'handlers/health.ts', timeoutMs: 3_000, group: 'api' },
+  { name: 'ready', module: 'handlers/ready.ts', timeoutMs: 5_000, group: 'api' },
   {
     name: 'auth-register',
     module: 'handlers/auth/register.ts',
@@ -30,6 +31,60 @@ export const functions = [
     group: 'auth',
   },
   { name: 'auth-me', module: 'handlers/auth/me.ts', timeoutMs: 5_000, group: 'auth' },
+  {
+    name: 'auth-refresh',
+    module: 'handlers/auth/refresh.ts',
+    timeoutMs: 5_000,
+    group: 'auth',
+  },
+  {
+    name: 'auth-logout',
+    module: 'handlers/auth/logout.ts',
+    timeoutMs: 5_000,
+    group: 'auth',
+  },
+  {
+    name: 'auth-password-reset-request',
+    module: 'handlers/auth/password-reset/request.ts',
+    timeoutMs: 15_000,
+    group: 'auth',
+  },
+  {
+    name: 'auth-password-reset-confirm',
+    module: 'handlers/auth/password-reset/confirm.ts',
+    timeoutMs: 10_000,
+    group: 'auth',
+  },
+  {
+    name: 'admin-users-list',
+    module: 'handlers/admin/users/list.ts',
+    timeoutMs: 10_000,
+    group: 'admin',
+  },
+  {
+    name: 'admin-users-get',
+    module: 'handlers/admin/users/get.ts',
+    timeoutMs: 10_000,
+    group: 'admin',
+  },
+  {
+    name: 'admin-users-update',
+    module: 'handlers/admin/users/update.ts',
+    timeoutMs: 10_000,
+    group: 'admin',
+  },
+  {
+    name: 'admin-users-sessions-revoke',
+    module: 'handlers/admin/users/sessions-revoke.ts',
+    timeoutMs: 10_000,
+    group: 'admin',
+  },
+  {
+    name: 'admin-stats',
+    module: 'handlers/admin/stats.ts',
+    timeoutMs: 10_000,
+    group: 'admin',
+  },
   {
     name: 'documents-create',
     module: 'handlers/documents/create.ts',
@@ -79,9 +134,31 @@ export type FunctionName = (typeof functions)[number]['name']
 /** The HTTP routes, read by the gateway, the bundler and the API description. */
 export const routes = [
   { method: 'GET', path: '/health', function: 'health' },
+  { method: 'GET', path: '/ready', function: 'ready' },
   { method: 'POST', path: '/auth/register', function: 'auth-register' },
   { method: 'POST', path: '/auth/login', function: 'auth-login' },
   { method: 'GET', path: '/auth/me', function: 'auth-me' },
+  { method: 'POST', path: '/auth/refresh', function: 'auth-refresh' },
+  { method: 'POST', path: '/auth/logout', function: 'auth-logout' },
+  {
+    method: 'POST',
+    path: '/auth/password-reset/request',
+    function: 'auth-password-reset-request',
+  },
+  {
+    method: 'POST',
+    path: '/auth/password-reset/confirm',
+    function: 'auth-password-reset-confirm',
+  },
+  { method: 'GET', path: '/admin/users', function: 'admin-users-list' },
+  { method: 'GET', path: '/admin/users/{id}', function: 'admin-users-get' },
+  { method: 'PATCH', path: '/admin/users/{id}', function: 'admin-users-update' },
+  {
+    method: 'DELETE',
+    path: '/admin/users/{id}/sessions',
+    function: 'admin-users-sessions-revoke',
+  },
+  { method: 'GET', path: '/admin/stats', function: 'admin-stats' },
   { method: 'POST', path: '/documents', function: 'documents-create' },
   { method: 'GET', path: '/documents', function: 'documents-list' },
   { method: 'GET', path: '/documents/{id}', function: 'documents-get' },

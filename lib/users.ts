@@ -33,18 +33,25 @@ export async function createUser(
   }
 }
 
-export async function findLogin(
-  email: string,
-): Promise<
-  { id: string; role: string; password_hash: string; disabled: boolean } | undefined
+export async function findLogin(email: string): Promise<
+  | {
+      id: string
+      role: string
+      password_hash: string
+      disabled: boolean
+      token_version: number
+    }
+  | undefined
 > {
   const { rows } = await query<{
     id: string
     role: string
     password_hash: string
     disabled: boolean
+    token_version: number
   }>(
-    'SELECT id, role, password_hash, disabled FROM users WHERE lower(email) = lower($1)',
+    `SELECT id, role, password_hash, disabled, token_version
+     FROM users WHERE lower(email) = lower($1)`,
     [email],
   )
   return rows[0]

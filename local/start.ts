@@ -10,11 +10,14 @@ import {
 } from '../lib/config.ts'
 import { closePool, getPool } from '../lib/db.ts'
 import { createLogger } from '../lib/logger.ts'
+import { closeMail } from '../lib/mail.ts'
 import { migrate } from '../lib/migrate.ts'
 import { stopQueue } from '../lib/queue.ts'
 import { ensureBucket, resetStorage } from '../lib/storage.ts'
 import { redactUrl, startEmbeddedPostgres, startEmbeddedS3 } from './embedded.ts'
 import { startGateway } from './gateway.ts'
+import { startMailCatcher } from './mail-catcher.ts'
+import { removeRuntime, writeRuntime } from './runtime.ts'
 import { startWorker } from './worker.ts'
 
 type Stop = { name: string; run(): Promise<void> }
@@ -125,6 +128,20 @@ async function startStorage(config: Config, dataDir: string): Promise<string> {
   return `${s3.url} bucket ${config.S3_BUCKET} (embedded, data in ${dir})`
 }
 
+/** Without SMTP_URL, mail goes to a local catcher that keeps each message as a file. */
+async function startMail(config: Config, dataDir: string): Promise<string> {
+  if (config.SMTP_URL) return `${redactUrl(config.SMTP_URL)} (SMTP_URL)`
+
+  const dir = path.join(dataDir, 'mail')
+  const catcher = await startMailCatcher({
+    dir,
+    onMail: (mail) => console.log(`mail to ${mail.to.join(', ')} caught: ${mail.file}`),
+  })
+  onStop('mail catcher', catcher.stop)
+  process.env.SMTP_URL = catcher.url
+  return `${catcher.url} (local catcher, messages in ${dir})`
+}
+
 async function listen(config: Config): Promise<string> {
   try {
     const gateway = await startGateway({ host: config.HOST, port: config.PORT })
@@ -152,16 +169,27 @@ async function start(): Promise<void> {
 
   const database = await startDatabase(config, dataDir)
   const storage = await startStorage(config, dataDir)
+  const mail = await startMail(config, dataDir)
   resetConfig()
   onStop('database pool', closePool)
   onStop('storage client', async () => resetStorage())
   onStop('job queue', () => stopQueue())
+  onStop('mail transport', async () => closeMail())
   await migrate(getPool())
   await ensureBucket()
 
   const worker = await startWorker()
   onStop('worker', worker.stop)
   const url = await listen(config)
+  // Where the services are, for npm run backup, restore and invoke (mode 0600).
+  await writeRuntime(dataDir, {
+    pid: process.pid,
+    gatewayUrl: url,
+    DATABASE_URL: process.env.DATABASE_URL ?? '',
+    S3_ENDPOINT: process.env.S3_ENDPOINT ?? '',
+    S3_BUCKET: config.S3_BUCKET,
+  })
+  onStop('runtime file', () => removeRuntime(dataDir))
 
   createLogger('launcher').info('service started', { url })
   // The banner is for the person at the terminal; stdout carries only JSON log lines.
@@ -171,6 +199,7 @@ async function start(): Promise<void> {
       `  gateway   ${url}`,
       `  database  ${database}`,
       `  storage   ${storage}`,
+      `  mail      ${mail}`,
       'Press Ctrl-C to stop.',
     ].join('\n'),
   )

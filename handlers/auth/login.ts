@@ -2,10 +2,17 @@ import { signAccessToken, verifyPassword } from '../../lib/auth.ts'
 import { credentialsSchema } from '../../lib/credentials.ts'
 import { HttpError } from '../../lib/errors.ts'
 import { endpoint, json } from '../../lib/http.ts'
+import { createSession, sessionCookies } from '../../lib/sessions.ts'
 import { findLogin } from '../../lib/users.ts'
 
 export const handler = endpoint(
-  { name: 'auth-login', auth: false, limits: { ip: 'login' }, body: credentialsSchema },
+  {
+    name: 'auth-login',
+    auth: false,
+    limits: { ip: 'login' },
+    csrf: 'origin',
+    body: credentialsSchema,
+  },
   async function login({ body }) {
     const account = await findLogin(body.email)
     const valid = await verifyPassword(account?.password_hash, body.password)
@@ -16,11 +23,22 @@ export const handler = endpoint(
       })
     }
 
+    const session = await createSession(account.id)
     const { token, expiresIn } = await signAccessToken({
       userId: account.id,
       role: account.role,
+      version: account.token_version,
     })
 
-    return json(200, { accessToken: token, tokenType: 'Bearer', expiresIn })
+    // The access token stays in the client's memory; the refresh token in the cookie.
+    return {
+      ...json(200, {
+        accessToken: token,
+        tokenType: 'Bearer',
+        expiresIn,
+        csrfToken: session.csrfToken,
+      }),
+      cookies: sessionCookies(session),
+    }
   },
 )
