@@ -5,6 +5,7 @@ import { type FunctionSpec, functionSpec, routes } from '../lib/routes.ts'
 import { buildEvent, isTextual, type RawRequest, splitTarget } from './event.ts'
 import { createInvoker, type InvokeOutcome } from './invoker.ts'
 import { createRouter } from './router.ts'
+import { useRunningServices } from './runtime.ts'
 
 const USAGE = `Runs one handler in this process, without the gateway.
 
@@ -146,11 +147,16 @@ function report(outcome: InvokeOutcome, fn: FunctionSpec): number {
     case 'unavailable':
       process.stdout.write(`${outcome.reason}\n`)
       return 1
+    case 'busy':
+      process.stdout.write(`the function stayed busy for ${outcome.waitedMs} ms\n`)
+      return 1
   }
 }
 
 async function main(argv: string[]): Promise<number> {
   const { headers, data, positionals } = parseCommandLine(argv)
+  // Unset DATABASE_URL, S3_ENDPOINT, JWT_SECRET: those of the running npm start.
+  await useRunningServices()
   const [first, second] = positionals
   const invocation = METHODS.has(first.toUpperCase())
     ? await fromRequest(first.toUpperCase(), second, headers, data)

@@ -5,13 +5,15 @@ import { type FunctionSpec, functions } from '../lib/routes.ts'
 
 /**
  * How an invocation ended. `unavailable` means the function could not be reached at
- * all (no endpoint configured, connection refused); the gateway answers it with 503.
+ * all (no endpoint configured, connection refused); `busy` that its RIE stayed busy for
+ * longer than the gateway may wait. The gateway answers both with 503.
  */
 export type InvokeOutcome =
   | { kind: 'result'; result: unknown }
   | { kind: 'error'; error: Error }
   | { kind: 'timeout' }
   | { kind: 'unavailable'; reason: string }
+  | { kind: 'busy'; waitedMs: number }
 
 export type Invoker = {
   invoke(
@@ -28,6 +30,10 @@ export type InvokerOptions = {
   root?: URL
   /** RIE: the endpoint list, in the `RIE_ENDPOINTS` format; read from config by default. */
   endpoints?: string
+  /** RIE: invocations one endpoint runs at once (`RIE_CONCURRENCY`). */
+  concurrency?: number
+  /** RIE: how long an invocation waits for a busy endpoint (`RIE_QUEUE_TIMEOUT_MS`). */
+  queueTimeoutMs?: number
 }
 
 type LambdaHandler = (event: unknown, context: Context) => unknown
@@ -44,9 +50,11 @@ const TIMED_OUT = /Task timed out/
 /** One interface, two ways to run a function: loaded in this process, or through its RIE. */
 export function createInvoker(mode: InvokeMode, options: InvokerOptions = {}): Invoker {
   if (mode === 'rie') {
-    return createRieInvoker(
-      parseRieEndpoints(options.endpoints ?? getConfig().RIE_ENDPOINTS),
-    )
+    const endpoints = parseRieEndpoints(options.endpoints ?? getConfig().RIE_ENDPOINTS)
+    return createRieInvoker(endpoints, {
+      concurrency: options.concurrency ?? getConfig().RIE_CONCURRENCY,
+      queueTimeoutMs: options.queueTimeoutMs ?? getConfig().RIE_QUEUE_TIMEOUT_MS,
+    })
   }
   return createInProcessInvoker(options.root ?? REPO_ROOT)
 }
@@ -216,7 +224,59 @@ function endpointFor(endpoints: RieEndpoints, fn: FunctionSpec): URL | undefined
   )
 }
 
-function createRieInvoker(endpoints: RieEndpoints): Invoker {
+/**
+ * At most `limit` invocations at once; the rest wait in order, each for at most
+ * `timeoutMs`. The RIE runs one invocation at a time and fails a second one sent
+ * meanwhile, so the gateway holds it back instead.
+ */
+type Slots = { acquire(timeoutMs: number): Promise<boolean>; release(): void }
+
+function createSlots(limit: number): Slots {
+  let active = 0
+  const waiting: ((granted: boolean) => void)[] = []
+
+  function acquire(timeoutMs: number): Promise<boolean> {
+    if (active < limit) {
+      active++
+      return Promise.resolve(true)
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        waiting.splice(waiting.indexOf(grant), 1)
+        resolve(false)
+      }, timeoutMs)
+      function grant(): void {
+        clearTimeout(timer)
+        resolve(true)
+      }
+      waiting.push(grant)
+    })
+  }
+
+  function release(): void {
+    const next = waiting.shift()
+    if (next) next(true)
+    else active--
+  }
+
+  return { acquire, release }
+}
+
+function createRieInvoker(
+  endpoints: RieEndpoints,
+  limits: { concurrency: number; queueTimeoutMs: number },
+): Invoker {
+  const slotsByEndpoint = new Map<string, Slots>()
+
+  function slotsFor(endpoint: URL): Slots {
+    let slots = slotsByEndpoint.get(endpoint.href)
+    if (!slots) {
+      slots = createSlots(limits.concurrency)
+      slotsByEndpoint.set(endpoint.href, slots)
+    }
+    return slots
+  }
+
   async function invoke(
     fn: FunctionSpec,
     event: APIGatewayProxyEventV2,
@@ -226,22 +286,39 @@ function createRieInvoker(endpoints: RieEndpoints): Invoker {
     if (!endpoint)
       return { kind: 'unavailable', reason: `no RIE endpoint for ${fn.name}` }
 
-    let response: Response
-    try {
-      response = await fetch(new URL(RIE_PATH, withSlash(endpoint)), {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(event),
-        signal: AbortSignal.timeout(timeoutMs + RIE_GRACE_MS),
-      })
-    } catch (error) {
-      return failedRequest(error)
+    const slots = slotsFor(endpoint)
+    const waitStarted = performance.now()
+    if (!(await slots.acquire(limits.queueTimeoutMs))) {
+      return { kind: 'busy', waitedMs: Math.round(performance.now() - waitStarted) }
     }
-
-    return outcomeOfRie(response)
+    try {
+      return await invokeRie(endpoint, event, timeoutMs)
+    } finally {
+      slots.release()
+    }
   }
 
   return { invoke }
+}
+
+async function invokeRie(
+  endpoint: URL,
+  event: APIGatewayProxyEventV2,
+  timeoutMs: number,
+): Promise<InvokeOutcome> {
+  let response: Response
+  try {
+    response = await fetch(new URL(RIE_PATH, withSlash(endpoint)), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(event),
+      signal: AbortSignal.timeout(timeoutMs + RIE_GRACE_MS),
+    })
+  } catch (error) {
+    return failedRequest(error)
+  }
+
+  return outcomeOfRie(response)
 }
 
 function withSlash(url: URL): URL {
