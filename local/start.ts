@@ -135,7 +135,7 @@ async function startMail(config: Config, dataDir: string): Promise<string> {
   const dir = path.join(dataDir, 'mail')
   const catcher = await startMailCatcher({
     dir,
-    onMail: (mail) => console.log(`mail to ${mail.to.join(', ')} caught: ${mail.file}`),
+    onMail: (mail) => console.error(`mail to ${mail.to.join(', ')} caught: ${mail.file}`),
   })
   onStop('mail catcher', catcher.stop)
   process.env.SMTP_URL = catcher.url

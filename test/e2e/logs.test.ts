@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto'
+import { readdir, readFile } from 'node:fs/promises'
+import path from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   corpusFile,
@@ -52,11 +55,63 @@ async function account(url: string) {
     { email, password },
     { 'x-forwarded-for': ip },
   )
-  const { accessToken } = (await login.json()) as { accessToken: string }
+  const { accessToken, csrfToken } = (await login.json()) as {
+    accessToken: string
+    csrfToken: string
+  }
+  const cookies = login.headers.getSetCookie().map((line) => line.split(';')[0] ?? '')
+  secrets.push(csrfToken, ...cookies.map((pair) => pair.slice(pair.indexOf('=') + 1)))
   const me = await fetch(`${url}/auth/me`, { headers: bearer(accessToken, ip) })
   const { id } = (await me.json()) as { id: string }
   secrets.push(password, accessToken)
-  return { email, password, ip, token: accessToken, id }
+  return {
+    email,
+    password,
+    ip,
+    token: accessToken,
+    id,
+    csrfToken,
+    cookie: cookies.join('; '),
+  }
+}
+
+/** Refreshes a session, then resets its password through the mailed link. */
+async function renewAndReset(url: string, who: Awaited<ReturnType<typeof account>>) {
+  const refreshed = await fetch(`${url}/auth/refresh`, {
+    method: 'POST',
+    headers: {
+      cookie: who.cookie,
+      'x-csrf-token': who.csrfToken,
+      'x-forwarded-for': who.ip,
+    },
+  })
+  const renewed = (await refreshed.json()) as { accessToken: string }
+  secrets.push(renewed.accessToken)
+  for (const line of refreshed.headers.getSetCookie()) {
+    const pair = line.split(';')[0] ?? ''
+    secrets.push(pair.slice(pair.indexOf('=') + 1))
+  }
+
+  await postJson(`${url}/auth/password-reset/request`, { email: who.email })
+  const token = await mailedResetToken(who.email)
+  const password = `new-${randomUUID()}`
+  secrets.push(token, password)
+  await postJson(`${url}/auth/password-reset/confirm`, { token, password })
+}
+
+async function mailedResetToken(email: string): Promise<string> {
+  const deadline = Date.now() + 20_000
+  const dir = path.join(service.dataDir, 'mail')
+  while (Date.now() < deadline) {
+    const names = await readdir(dir).catch(() => [] as string[])
+    for (const name of names.filter((file) => file.endsWith('.txt'))) {
+      const text = await readFile(path.join(dir, name), 'utf8')
+      const link = text.includes(email) ? text.match(/#token=([A-Za-z0-9_-]+)/) : null
+      if (link?.[1]) return link[1]
+    }
+    await delay(100)
+  }
+  throw new Error(`no reset mail for ${email}`)
 }
 
 /** A whole session against the service, touching every kind of answer. */
@@ -104,6 +159,8 @@ async function exercise(url: string): Promise<Record<string, Response>> {
       { 'x-forwarded-for': guesses },
     )
   }
+
+  await renewAndReset(url, await account(url))
 
   session.userIds.set('ada', ada.id)
   session.userIds.set('bob', bob.id)
@@ -218,6 +275,8 @@ describe('the logs of a whole session', () => {
   it('never contain a password, token, cookie or file content', () => {
     const everything = [...service.stdout, ...service.stderr].join('\n')
 
+    // Passwords, access, refresh, CSRF and reset tokens, cookies, the file's first bytes.
+    expect(secrets.length).toBeGreaterThan(12)
     for (const secret of secrets) expect(everything).not.toContain(secret)
     expect(everything.toLowerCase()).not.toContain('bearer ')
     expect(everything.toLowerCase()).not.toContain('quick brown dog')

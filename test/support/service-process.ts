@@ -15,6 +15,8 @@ const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export type ServiceProcess = {
   url: string
   databaseUrl: string
+  /** The process's DATA_DIR (removed by `stop`); caught mail lands in `mail/`. */
+  dataDir: string
   /** Every line the process wrote to stdout so far. */
   stdout: string[]
   stderr: string[]
@@ -95,7 +97,7 @@ export async function startServiceProcess(
 
   try {
     const url = await waitForStart({ stdout, child })
-    return { url, databaseUrl, stdout, stderr, child, stop }
+    return { url, databaseUrl, dataDir, stdout, stderr, child, stop }
   } catch (error) {
     await stop('SIGKILL')
     throw new Error(`${(error as Error).message}:\n${stderr.join('\n')}`)
