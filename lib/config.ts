@@ -154,17 +154,26 @@ export class ConfigError extends Error {
 
 /** Validates an environment; the error names every variable that is wrong. */
 export function parseConfig(env: NodeJS.ProcessEnv): Config {
+  const config = parseEnv(configSchema, env)
+  if (!config.JWT_SECRET && !config.JWT_SIGNING_KEYS?.length)
+    throw new ConfigError(['JWT_SECRET: set JWT_SECRET or JWT_SIGNING_KEYS'])
+  return config
+}
+
+/**
+ * Validates an environment against a schema (all of `configSchema`, or the part a tool
+ * needs); an empty variable counts as unset, and the error names every wrong one.
+ */
+export function parseEnv<T>(schema: z.ZodType<T>, env: NodeJS.ProcessEnv): T {
   const present = Object.fromEntries(
     Object.entries(env).filter(([, value]) => value !== undefined && value !== ''),
   )
-  const result = configSchema.safeParse(present)
+  const result = schema.safeParse(present)
   if (!result.success) {
     throw new ConfigError(
       result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`),
     )
   }
-  if (!result.data.JWT_SECRET && !result.data.JWT_SIGNING_KEYS?.length)
-    throw new ConfigError(['JWT_SECRET: set JWT_SECRET or JWT_SIGNING_KEYS'])
   return result.data
 }
 

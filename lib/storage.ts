@@ -7,31 +7,42 @@ import {
   S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3'
-import { getConfig } from './config.ts'
+import { type Config, getConfig } from './config.ts'
 import { serviceUnavailable } from './errors.ts'
 
 let client: S3Client | undefined
 
+type S3Settings = Pick<
+  Config,
+  | 'S3_ENDPOINT'
+  | 'S3_REGION'
+  | 'S3_FORCE_PATH_STYLE'
+  | 'S3_ACCESS_KEY_ID'
+  | 'S3_SECRET_ACCESS_KEY'
+>
+
+/** An S3 client for these settings; the service and the backup tool both use it. */
+export function createS3Client(settings: S3Settings): S3Client {
+  if (!settings.S3_ENDPOINT) throw new Error('S3_ENDPOINT is not set')
+  return new S3Client({
+    endpoint: settings.S3_ENDPOINT,
+    region: settings.S3_REGION,
+    forcePathStyle: settings.S3_FORCE_PATH_STYLE,
+    credentials: {
+      accessKeyId: settings.S3_ACCESS_KEY_ID,
+      secretAccessKey: settings.S3_SECRET_ACCESS_KEY,
+    },
+    // Many S3-compatible servers store the aws-chunked wire form of a body sent with
+    // the default checksum settings; checksums only when the operation needs them.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    maxAttempts: 2,
+  })
+}
+
 /** The process's S3 client, configured once from the environment. */
 export function getS3(): S3Client {
-  if (!client) {
-    const config = getConfig()
-    if (!config.S3_ENDPOINT) throw new Error('S3_ENDPOINT is not set')
-    client = new S3Client({
-      endpoint: config.S3_ENDPOINT,
-      region: config.S3_REGION,
-      forcePathStyle: config.S3_FORCE_PATH_STYLE,
-      credentials: {
-        accessKeyId: config.S3_ACCESS_KEY_ID,
-        secretAccessKey: config.S3_SECRET_ACCESS_KEY,
-      },
-      // Many S3-compatible servers store the aws-chunked wire form of a body sent with
-      // the default checksum settings; checksums only when the operation needs them.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: 2,
-    })
-  }
+  client ??= createS3Client(getConfig())
   return client
 }
 

@@ -19,17 +19,17 @@ import {
   HeadBucketCommand,
   ListObjectsV2Command,
   PutObjectCommand,
-  S3Client,
+  type S3Client,
 } from '@aws-sdk/client-s3'
 import pg from 'pg'
-import { z } from 'zod'
-import { configSchema } from '../lib/config.ts'
+import { configSchema, parseEnv } from '../lib/config.ts'
+import { createS3Client } from '../lib/storage.ts'
 import {
   type EmbeddedService,
   startEmbeddedPostgres,
   startEmbeddedS3,
 } from './embedded.ts'
-import { dataDirFrom, readRuntime, useRunningServices } from './runtime.ts'
+import { dataDirFrom, isAlive, readRuntime, useRunningServices } from './runtime.ts'
 
 const USAGE = `Backs up or restores the service's data: the PostgreSQL database (pg_dump, custom
 format) and every object of the bucket, with a manifest of sha256 checksums.
@@ -84,49 +84,25 @@ export type Services = {
 class UsageError extends Error {}
 
 // Only the settings this tool needs: it runs without the service's secrets (JWT...).
-const toolSchema = z.object({
-  DATA_DIR: configSchema.shape.DATA_DIR,
-  DATABASE_URL: configSchema.shape.DATABASE_URL,
-  S3_ENDPOINT: configSchema.shape.S3_ENDPOINT,
-  S3_REGION: configSchema.shape.S3_REGION,
-  S3_BUCKET: configSchema.shape.S3_BUCKET,
-  S3_ACCESS_KEY_ID: configSchema.shape.S3_ACCESS_KEY_ID,
-  S3_SECRET_ACCESS_KEY: configSchema.shape.S3_SECRET_ACCESS_KEY,
-  S3_FORCE_PATH_STYLE: configSchema.shape.S3_FORCE_PATH_STYLE,
+const toolSchema = configSchema.pick({
+  DATA_DIR: true,
+  DATABASE_URL: true,
+  S3_ENDPOINT: true,
+  S3_REGION: true,
+  S3_BUCKET: true,
+  S3_ACCESS_KEY_ID: true,
+  S3_SECRET_ACCESS_KEY: true,
+  S3_FORCE_PATH_STYLE: true,
 })
-type ToolConfig = z.infer<typeof toolSchema>
 
-function toolConfig(env: NodeJS.ProcessEnv = process.env): ToolConfig {
-  const present = Object.fromEntries(
-    Object.entries(env).filter(([, value]) => value !== undefined && value !== ''),
-  )
-  const result = toolSchema.safeParse(present)
-  if (!result.success) {
-    const issues = result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`)
-    throw new Error(`invalid configuration:\n  ${issues.join('\n  ')}`)
-  }
-  return result.data
+function toolConfig(env: NodeJS.ProcessEnv = process.env) {
+  return parseEnv(toolSchema, env)
 }
 
 let s3: S3Client | undefined
 
 function getS3(): S3Client {
-  if (!s3) {
-    const config = toolConfig()
-    if (!config.S3_ENDPOINT) throw new Error('S3_ENDPOINT is not set')
-    s3 = new S3Client({
-      endpoint: config.S3_ENDPOINT,
-      region: config.S3_REGION,
-      forcePathStyle: config.S3_FORCE_PATH_STYLE,
-      credentials: {
-        accessKeyId: config.S3_ACCESS_KEY_ID,
-        secretAccessKey: config.S3_SECRET_ACCESS_KEY,
-      },
-      // As lib/storage.ts: bodies are stored as sent on every S3-compatible server.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    })
-  }
+  s3 ??= createS3Client(toolConfig())
   return s3
 }
 
@@ -238,15 +214,6 @@ export async function resolveServices(purpose: 'backup' | 'restore'): Promise<Se
       resetS3()
       for (const service of started.reverse()) await service.stop()
     },
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 

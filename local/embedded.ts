@@ -9,6 +9,7 @@ import { promisify } from 'node:util'
 import pg from 'pg'
 import S3rver from 's3rver'
 import { configSchema } from '../lib/config.ts'
+import { isAlive } from './runtime.ts'
 
 /** A service started by this process; stop() returns once it has really ended. */
 export type EmbeddedService = { url: string; stop(): Promise<void> }
@@ -137,15 +138,6 @@ async function isInitialised(dataDir: string): Promise<boolean> {
     () => true,
     () => false,
   )
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 /** Fails before touching anything when a server already runs on this data directory. */

@@ -37,7 +37,8 @@ export async function removeRuntime(dataDir: string): Promise<void> {
   await unlink(path.join(dataDir, FILE)).catch(() => {})
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process of this id exists (one owned by another user counts). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

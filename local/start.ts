@@ -17,7 +17,7 @@ import { ensureBucket, resetStorage } from '../lib/storage.ts'
 import { redactUrl, startEmbeddedPostgres, startEmbeddedS3 } from './embedded.ts'
 import { startGateway } from './gateway.ts'
 import { startMailCatcher } from './mail-catcher.ts'
-import { removeRuntime, writeRuntime } from './runtime.ts'
+import { isAlive, removeRuntime, writeRuntime } from './runtime.ts'
 import { startWorker } from './worker.ts'
 
 type Stop = { name: string; run(): Promise<void> }
@@ -39,15 +39,6 @@ async function stopAll(): Promise<void> {
     await stop.run().catch((error: unknown) => {
       console.error(`stopping the ${stop.name} failed:`, error)
     })
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 
