@@ -31,6 +31,7 @@ import {
   upload,
   waitForFinal,
 } from '../support/http.ts'
+import { restoreEnv } from '../support/wait.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const BUCKET = 'backup-drill'
@@ -172,10 +173,7 @@ afterAll(async () => {
   resetStorage()
   await Promise.all([s3?.stop(), postgres?.stop()])
   await rm(root, { recursive: true, force: true })
-  for (const key of Object.keys(process.env)) {
-    if (!(key in savedEnv)) delete process.env[key]
-  }
-  Object.assign(process.env, savedEnv)
+  restoreEnv(savedEnv)
   resetConfig()
 })
 

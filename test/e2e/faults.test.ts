@@ -1,7 +1,6 @@
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { setTimeout as delay } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { resetConfig } from '../../lib/config.ts'
 import { closePool, getPool, query } from '../../lib/db.ts'
@@ -16,6 +15,7 @@ import {
 } from '../../local/embedded.ts'
 import { startApp, type TestApp } from '../support/app.ts'
 import { CORPUS_DIR, registerAndLogin, upload } from '../support/http.ts'
+import { restoreEnv, until } from '../support/wait.ts'
 
 // This file stops and starts its own PostgreSQL and S3 server: the shared ones serve
 // every other test file at the same time.
@@ -40,23 +40,6 @@ function startPostgres(): Promise<EmbeddedService> {
 
 function startS3(): Promise<EmbeddedService> {
   return startEmbeddedS3({ dataDir: path.join(root, 's3'), port: s3Port, bucket: BUCKET })
-}
-
-async function until<T>(
-  what: string,
-  read: () => Promise<T>,
-  accept: (value: T) => boolean,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  while (true) {
-    const value = await read()
-    if (accept(value)) return value
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`)
-    }
-    await delay(200)
-  }
 }
 
 type Answer = { status: number; headers: Headers; body: Record<string, unknown> }
@@ -105,10 +88,7 @@ afterAll(async () => {
   resetStorage()
   await Promise.all([s3?.stop(), postgres?.stop()])
   await rm(root, { recursive: true, force: true })
-  for (const key of Object.keys(process.env)) {
-    if (!(key in savedEnv)) delete process.env[key]
-  }
-  Object.assign(process.env, savedEnv)
+  restoreEnv(savedEnv)
   resetConfig()
 })
 

@@ -5,7 +5,6 @@ import { request } from 'node:http'
 import { connect } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import sharp from 'sharp'
@@ -23,6 +22,7 @@ import {
   registerAndLogin,
   upload,
 } from '../support/http.ts'
+import { until } from '../support/wait.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const BUCKET = 'shutdown-test'
@@ -53,23 +53,6 @@ afterAll(async () => {
 })
 
 type Started = { child: ChildProcess; url: string; dataDir: string; output(): string }
-
-async function until<T>(
-  what: string,
-  read: () => Promise<T>,
-  accept: (value: T) => boolean,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  while (true) {
-    const value = await read()
-    if (accept(value)) return value
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`)
-    }
-    await delay(100)
-  }
-}
 
 async function startService(name: string): Promise<Started> {
   const port = await findFreePort()

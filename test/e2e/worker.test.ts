@@ -4,7 +4,6 @@ import { once } from 'node:events'
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import sharp from 'sharp'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -26,6 +25,7 @@ import {
   startEmbeddedS3,
 } from '../../local/embedded.ts'
 import { type RunningWorker, startWorker } from '../../local/worker.ts'
+import { restoreEnv, until } from '../support/wait.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const CORPUS_DIR = process.env.CORPUS_DIR
@@ -129,24 +129,6 @@ async function jobState(
   return rows[0]
 }
 
-async function until<T>(
-  what: string,
-  read: () => Promise<T>,
-  accept: (value: T) => boolean,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: T = await read()
-  while (!accept(last)) {
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}; last seen: ${JSON.stringify(last)}`)
-    }
-    await delay(100)
-    last = await read()
-  }
-  return last
-}
-
 function finalRow(id: string, timeoutMs?: number): Promise<DocumentRow | undefined> {
   return until(
     `document ${id} to finish`,
@@ -226,10 +208,7 @@ afterAll(async () => {
   resetStorage()
   await Promise.allSettled([s3?.stop(), postgres?.stop()])
   if (root) await rm(root, { recursive: true, force: true })
-  for (const key of Object.keys(process.env)) {
-    if (!(key in savedEnv)) delete process.env[key]
-  }
-  Object.assign(process.env, savedEnv)
+  restoreEnv(savedEnv)
   resetConfig()
 })
 
