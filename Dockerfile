@@ -52,7 +52,7 @@ RUN if [ "$INSTALL_RIE" = true ]; then \
         *) echo "no RIE build for $(uname -m)" >&2; exit 1 ;; \
       esac; \
       if [ -z "$sum" ]; then \
-        echo "set RIE_SHA256_X86_64 / RIE_SHA256_ARM64 for RIE $RIE_VERSION (see docs/runbook-containers.md), or build with INSTALL_RIE=false" >&2; \
+        echo "set RIE_SHA256_X86_64 / RIE_SHA256_ARM64 for RIE $RIE_VERSION (see RUNBOOK.md, "Building the image"), or build with INSTALL_RIE=false" >&2; \
         exit 1; \
       fi; \
       curl --fail --silent --show-error --location --proto '=https' \

@@ -82,7 +82,7 @@ async function buildImage(engine: Engine, base: BaseImages): Promise<void> {
       `BUILD_IMAGE=${base.build}`,
       '--build-arg',
       `RUNTIME_IMAGE=${base.runtime}`,
-      // The RIE is a release download this machine cannot reach; see docs/compose.md.
+      // The RIE is a release download this machine cannot reach; see the README, "Run with Docker Compose".
       '--build-arg',
       'INSTALL_RIE=false',
       '--tag',
