@@ -1,8 +1,8 @@
 import type pg from 'pg'
 import { query, withTransaction } from './db.ts'
-import { decodeCursor, encodeCursor } from './documents/store.ts'
 import { conflict, notFound } from './errors.ts'
 import type { AuthUser } from './middleware/authenticate.ts'
+import { decodeCursor, keysetPage } from './pagination.ts'
 import { queueStats } from './queue.ts'
 import { revokeAllSessions } from './sessions.ts'
 
@@ -82,13 +82,7 @@ export async function listUsers(options: {
     ],
   )
 
-  const items = rows.slice(0, options.limit)
-  const last = items.at(-1)
-  const next =
-    rows.length > options.limit && last
-      ? encodeCursor({ createdAt: last.created_text, id: last.id })
-      : undefined
-  return { items, next }
+  return keysetPage(rows, options.limit)
 }
 
 async function selectUser(

@@ -1,11 +1,7 @@
 import { z } from 'zod'
-import {
-  decodeCursor,
-  listDocuments,
-  presentDocument,
-  STATUSES,
-} from '../../lib/documents/store.ts'
+import { listDocuments, presentDocument, STATUSES } from '../../lib/documents/store.ts'
 import { endpoint, json } from '../../lib/http.ts'
+import { decodeCursor } from '../../lib/pagination.ts'
 
 const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(100).default(20),

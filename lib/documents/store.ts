@@ -1,5 +1,6 @@
 import { query, withTransaction } from '../db.ts'
-import { badRequest, notFound, payloadTooLarge } from '../errors.ts'
+import { notFound, payloadTooLarge } from '../errors.ts'
+import { type Cursor, keysetPage, UUID_PATTERN } from '../pagination.ts'
 import { enqueueExtraction } from '../queue.ts'
 
 export const STATUSES = ['pending', 'processing', 'done', 'failed', 'skipped'] as const
@@ -87,8 +88,6 @@ export async function insertDocument(doc: NewDocument): Promise<DocumentRow> {
   })
 }
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-
 export type DocumentWithText = DocumentRow & { extracted_text: string | null }
 
 /**
@@ -117,22 +116,6 @@ export async function ownDocument(
   return rows[0]
 }
 
-type Cursor = { createdAt: string; id: string }
-
-export function encodeCursor(cursor: Cursor): string {
-  return Buffer.from(JSON.stringify([cursor.createdAt, cursor.id])).toString('base64url')
-}
-
-const TIMESTAMP = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?\+00$/
-
-export function decodeCursor(value: string): Cursor {
-  try {
-    const [createdAt, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'))
-    if (TIMESTAMP.test(createdAt) && UUID_PATTERN.test(id)) return { createdAt, id }
-  } catch {}
-  throw badRequest('invalid_cursor', 'The cursor is not one this service gave out')
-}
-
 /**
  * One page of an owner's documents, newest first. The cursor carries the last row's
  * timestamp as PostgreSQL prints it, so no microseconds are lost on the way.
@@ -157,13 +140,7 @@ export async function listDocuments(
     ],
   )
 
-  const items = rows.slice(0, options.limit)
-  const last = items.at(-1)
-  const next =
-    rows.length > options.limit && last
-      ? encodeCursor({ createdAt: last.created_text, id: last.id })
-      : undefined
-  return { items, next }
+  return keysetPage(rows, options.limit)
 }
 
 /**

@@ -1,0 +1,39 @@
+import { badRequest } from './errors.ts'
+
+export const UUID_PATTERN =
+  /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** Where a newest-first keyset page ends: the last row's timestamp and id. */
+export type Cursor = { createdAt: string; id: string }
+
+// As PostgreSQL prints a timestamptz in UTC: no microseconds are lost on the way.
+const TIMESTAMP = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?\+00$/
+
+export function encodeCursor(cursor: Cursor): string {
+  return Buffer.from(JSON.stringify([cursor.createdAt, cursor.id])).toString('base64url')
+}
+
+export function decodeCursor(value: string): Cursor {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'))
+    if (TIMESTAMP.test(createdAt) && UUID_PATTERN.test(id)) return { createdAt, id }
+  } catch {}
+  throw badRequest('invalid_cursor', 'The cursor is not one this service gave out')
+}
+
+/**
+ * One page from rows fetched with `LIMIT limit + 1`, each selected with its
+ * `created_at::text AS created_text`: the extra row only says that a next page exists.
+ */
+export function keysetPage<Row extends { id: string; created_text: string }>(
+  rows: Row[],
+  limit: number,
+): { items: Row[]; next?: string } {
+  const items = rows.slice(0, limit)
+  const last = items.at(-1)
+  const next =
+    rows.length > limit && last
+      ? encodeCursor({ createdAt: last.created_text, id: last.id })
+      : undefined
+  return { items, next }
+}
