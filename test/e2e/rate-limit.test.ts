@@ -2,7 +2,6 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Logger } from '@aws-lambda-powertools/logger'
 import middy from '@middy/core'
-import type { Context } from 'aws-lambda'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { signAccessToken } from '../../lib/auth.ts'
 import { resetConfig } from '../../lib/config.ts'
@@ -23,6 +22,7 @@ import {
   removeFullBuckets,
 } from '../../lib/rate-limit.ts'
 import { findFreePort } from '../../local/embedded.ts'
+import { apiEvent, lambdaContext } from '../support/lambda.ts'
 
 type Middleware = middy.MiddlewareObj<ApiEvent, ApiResult, Error, ServiceContext>
 
@@ -71,50 +71,15 @@ function limitedHandler(
   return { handler, reached }
 }
 
-function makeEvent(sourceIp: string, headers: Record<string, string> = {}): ApiEvent {
-  return {
-    version: '2.0',
-    routeKey: 'POST /auth/login',
-    rawPath: '/auth/login',
-    rawQueryString: '',
-    headers,
-    requestContext: {
-      accountId: 'local',
-      apiId: 'local',
-      domainName: 'localhost',
-      domainPrefix: 'localhost',
-      http: {
-        method: 'POST',
-        path: '/auth/login',
-        protocol: 'HTTP/1.1',
-        sourceIp,
-        userAgent: 'test',
-      },
-      requestId: randomUUID(),
-      routeKey: 'POST /auth/login',
-      stage: '$default',
-      time: '',
-      timeEpoch: 0,
-    },
-    isBase64Encoded: false,
-  }
-}
-
-function makeContext(): ServiceContext {
-  const context = {
-    functionName: 'rate-limit-test',
-    awsRequestId: randomUUID(),
-    getRemainingTimeInMillis: () => 10_000,
-  }
-  return context as Partial<Context> as ServiceContext
-}
-
 function call(
   handler: ReturnType<typeof limitedHandler>['handler'],
   sourceIp: string,
   headers: Record<string, string> = {},
 ): Promise<ApiResult> {
-  return handler(makeEvent(sourceIp, headers), makeContext())
+  return handler(
+    apiEvent('POST /auth/login', { headers }, sourceIp),
+    lambdaContext('rate-limit-test') as ServiceContext,
+  )
 }
 
 function statusCounts(results: ApiResult[]): Record<number, number> {

@@ -1,9 +1,9 @@
-import type { Context } from 'aws-lambda'
 import { describe, expect, it, vi } from 'vitest'
 import { z } from 'zod'
 import { HttpError } from '../../../lib/errors.ts'
 import { type ApiEvent, endpoint, json } from '../../../lib/http.ts'
 import { text } from '../../../lib/validation.ts'
+import { apiEvent, lambdaContext } from '../../support/lambda.ts'
 
 vi.hoisted(() => {
   process.env.JWT_SECRET ??= 'a-test-secret-that-is-long-enough-for-hs256'
@@ -11,42 +11,7 @@ vi.hoisted(() => {
 })
 
 function makeEvent(overrides: Partial<ApiEvent> = {}): ApiEvent {
-  return {
-    version: '2.0',
-    routeKey: 'POST /things/{id}',
-    rawPath: '/things/1',
-    rawQueryString: '',
-    headers: {},
-    requestContext: {
-      accountId: 'local',
-      apiId: 'local',
-      domainName: 'localhost',
-      domainPrefix: 'localhost',
-      http: {
-        method: 'POST',
-        path: '/things/1',
-        protocol: 'HTTP/1.1',
-        sourceIp: '127.0.0.1',
-        userAgent: 'test',
-      },
-      requestId: 'req-1',
-      routeKey: 'POST /things/{id}',
-      stage: '$default',
-      time: '',
-      timeEpoch: 0,
-    },
-    isBase64Encoded: false,
-    ...overrides,
-  }
-}
-
-function makeContext(): Context {
-  const deadline = Date.now() + 10_000
-  return {
-    functionName: 'test',
-    awsRequestId: 'aws-1',
-    getRemainingTimeInMillis: () => deadline - Date.now(),
-  } as Context
+  return apiEvent('POST /things/{id}', { rawPath: '/things/1', ...overrides })
 }
 
 const echo = endpoint(
@@ -79,7 +44,7 @@ describe('the endpoint middleware chain', () => {
       body: '{"name":"Ada"}',
     })
 
-    const result = await echo(event, makeContext())
+    const result = await echo(event, lambdaContext())
 
     expect(result.statusCode).toBe(200)
     expect(parse(result.body)).toEqual({ name: 'Ada' })
@@ -97,8 +62,8 @@ describe('the endpoint middleware chain', () => {
       body: '{"name":"x"}',
     })
 
-    const kept = await echo(good, makeContext())
-    const replaced = await echo(bad, makeContext())
+    const kept = await echo(good, lambdaContext())
+    const replaced = await echo(bad, lambdaContext())
 
     expect(kept.headers?.['x-correlation-id']).toBe('abc.DEF_1-2')
     expect(replaced.headers?.['x-correlation-id']).not.toBe('no spaces<>')
@@ -111,7 +76,7 @@ describe('the endpoint middleware chain', () => {
       body: '{"name":',
     })
 
-    const result = await echo(event, makeContext())
+    const result = await echo(event, lambdaContext())
 
     expect(result.statusCode).toBe(400)
     expect(result.headers?.['content-type']).toBe('application/problem+json')
@@ -121,7 +86,7 @@ describe('the endpoint middleware chain', () => {
   it('refuses a body that is not JSON with 415', async () => {
     const event = makeEvent({ headers: { 'content-type': 'text/plain' }, body: 'name=x' })
 
-    const result = await echo(event, makeContext())
+    const result = await echo(event, lambdaContext())
 
     expect(result.statusCode).toBe(415)
   })
@@ -132,7 +97,7 @@ describe('the endpoint middleware chain', () => {
       body: '{"name":5}',
     })
 
-    const result = await echo(event, makeContext())
+    const result = await echo(event, lambdaContext())
 
     expect(result.statusCode).toBe(422)
     const problem = parse(result.body)
@@ -146,7 +111,7 @@ describe('the endpoint middleware chain', () => {
       body: JSON.stringify({ name: 'a\u0000b' }),
     })
 
-    const result = await echo(event, makeContext())
+    const result = await echo(event, lambdaContext())
 
     expect(result.statusCode).toBe(422)
   })
@@ -154,7 +119,7 @@ describe('the endpoint middleware chain', () => {
   it('hides the message of an unexpected error behind a 500 with the correlation id', async () => {
     const event = makeEvent({ headers: { 'x-correlation-id': 'trace-500' } })
 
-    const result = await failing(event, makeContext())
+    const result = await failing(event, lambdaContext())
 
     expect(result.statusCode).toBe(500)
     expect(result.body).not.toContain('hunter2')
@@ -167,7 +132,7 @@ describe('the endpoint middleware chain', () => {
   })
 
   it('keeps the status, code and detail of an HttpError', async () => {
-    const result = await refusing(makeEvent(), makeContext())
+    const result = await refusing(makeEvent(), lambdaContext())
 
     expect(result.statusCode).toBe(409)
     expect(parse(result.body)).toMatchObject({
@@ -180,7 +145,7 @@ describe('the endpoint middleware chain', () => {
   })
 
   it('refuses a request without a bearer token before touching the database', async () => {
-    const result = await guarded(makeEvent(), makeContext())
+    const result = await guarded(makeEvent(), lambdaContext())
 
     expect(result.statusCode).toBe(401)
     expect(result.headers?.['www-authenticate']).toBe('Bearer')
@@ -191,7 +156,7 @@ describe('the endpoint middleware chain', () => {
       headers: { authorization: 'Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.' },
     })
 
-    const result = await guarded(event, makeContext())
+    const result = await guarded(event, lambdaContext())
 
     expect(result.statusCode).toBe(401)
   })
