@@ -6,6 +6,7 @@ import { badRequest } from './errors.ts'
 import type { RequestLog } from './logger.ts'
 import { sendMail } from './mail.ts'
 import { publicBaseUrl } from './public-url.ts'
+import { checkRateLimit, ratePolicy } from './rate-limit.ts'
 import { hashToken, revokeAllSessions } from './sessions.ts'
 
 /** The link a reset mail carries; the token rides in the fragment, never sent on. */
@@ -27,7 +28,8 @@ function resetMailText(link: string, minutes: number): string {
 
 /**
  * Creates a single-use reset token for an enabled account with this email and mails
- * the link. Does nothing, silently, for an unknown or disabled account: the caller
+ * the link, at most as often per account as the `password-reset` policy allows per
+ * address. Does nothing, silently, for an unknown or disabled account: the caller
  * answers the same either way. A failed send is logged, never shown.
  */
 export async function requestPasswordReset(
@@ -40,6 +42,18 @@ export async function requestPasswordReset(
   )
   const account = rows[0]
   if (!account) return
+  // Per account too, so that clients behind many addresses cannot flood one mailbox; a
+  // refusal changes nothing in the answer, which must not tell accounts apart.
+  const mailbox = await checkRateLimit(
+    ratePolicy('password-reset'),
+    `account:${account.id}`,
+  )
+  if (!mailbox.allowed) {
+    log.info('password reset mail withheld: per-account limit', {
+      target_user_id: account.id,
+    })
+    return
+  }
 
   const ttl = getConfig().PASSWORD_RESET_TTL_SECONDS
   const token = randomBytes(32).toString('base64url')

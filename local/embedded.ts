@@ -1,7 +1,16 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { chown, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import {
+  chmod,
+  chown,
+  mkdir,
+  open,
+  readFile,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises'
 import { type AddressInfo, createServer } from 'node:net'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -373,7 +382,9 @@ export async function startEmbeddedS3(
   const bucket =
     options.bucket ??
     configSchema.shape.S3_BUCKET.parse(process.env.S3_BUCKET || undefined)
-  await mkdir(directory, { recursive: true })
+  // The documents themselves: no other user of the machine may read them.
+  await mkdir(directory, { recursive: true, mode: 0o700 })
+  await chmod(directory, 0o700)
 
   const server = new S3rver({
     address: '127.0.0.1',

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { EventEmitter, once } from 'node:events'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { simpleParser } from 'mailparser'
 import { SMTPServer } from 'smtp-server'
@@ -83,13 +83,15 @@ export async function startMailCatcher(
   async function keep(raw: Buffer, to: string[]): Promise<void> {
     const mail = await toMail(raw, to)
     if (options.dir) {
-      await mkdir(options.dir, { recursive: true })
+      // Reset links are live credentials: readable by this user only.
+      await mkdir(options.dir, { recursive: true, mode: 0o700 })
+      await chmod(options.dir, 0o700)
       const stamp = mail.receivedAt.toISOString().replace(/[:.]/g, '-')
       const base = path.join(options.dir, `${stamp}-${mail.id}`)
       // The .eml as sent, and a plain view with the text decoded for reading.
-      await writeFile(`${base}.eml`, raw)
+      await writeFile(`${base}.eml`, raw, { mode: 0o600 })
       mail.file = `${base}.txt`
-      await writeFile(mail.file, readable(mail))
+      await writeFile(mail.file, readable(mail), { mode: 0o600 })
     }
     kept.push(mail)
     if (kept.length > MAX_KEPT) kept.shift()

@@ -60,6 +60,23 @@ function loginStatus(email: string, password: string): Promise<number> {
 }
 
 describe('POST /auth/password-reset/request', () => {
+  it('mails one account no more often than its limit, from however many addresses', async () => {
+    const session = await registerSession(app.url)
+
+    const answers = await Promise.all(
+      Array.from({ length: 7 }, () => requestReset(session.email, randomClientIp())),
+    )
+    await resetTokenFor(session.email)
+    const { rows } = await query<{ count: number }>(
+      `SELECT count(*)::int AS count FROM password_reset_tokens t JOIN users u ON u.id = t.user_id
+       WHERE u.email = $1`,
+      [session.email],
+    )
+
+    expect(answers.map((answer) => answer.status)).toEqual(Array(7).fill(202))
+    expect(rows[0]?.count).toBe(5)
+  })
+
   it('mails a link that sets a new password once only', async () => {
     const session = await registerSession(app.url)
 

@@ -1,4 +1,4 @@
-import { access, chmod, mkdtemp, rm } from 'node:fs/promises'
+import { access, chmod, mkdtemp, rm, stat } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -82,5 +82,15 @@ describe('startEmbeddedS3', () => {
     await s3.stop()
 
     await expect(fetch(`${s3.url}/probe`)).rejects.toThrow()
+  })
+
+  it('keeps its directory closed to other users of the machine', async () => {
+    const dataDir = path.join(root, 's3-private')
+    const s3 = await startEmbeddedS3({ dataDir, bucket: 'private' })
+
+    const { mode } = await stat(dataDir)
+    await s3.stop()
+
+    expect(mode & 0o077).toBe(0)
   })
 })
