@@ -28,7 +28,7 @@ function refused(code: string, detail: string): HttpError {
 
 function checkOrigin(event: ApiEvent): void {
   // Fetch Metadata: a browser says where the request comes from and a page cannot lie.
-  if (event.headers?.['sec-fetch-site'] === 'cross-site')
+  if (event.headers?.['sec-fetch-site']?.trim().toLowerCase() === 'cross-site')
     throw refused('cross_site_request', 'Cross-site requests are refused')
 
   // Absent for non-browser clients; present, it must be allowed ("null" never is).
