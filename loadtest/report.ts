@@ -169,7 +169,9 @@ function stats(samples: readonly CpuSample[] | undefined) {
 }
 
 const PROCESS_LABELS: Record<string, string> = {
-  service: 'service: gateway + worker (one process, as npm start runs them)',
+  service:
+    'gateway (with the launcher and the embedded S3 server, as npm start runs them)',
+  worker: 'extraction worker (its own process, at a lower priority)',
   postgres: 'PostgreSQL (postmaster and backends)',
   artillery: 'Artillery (load generator)',
 }

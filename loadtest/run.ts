@@ -18,7 +18,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, readFileSync } from 'node:fs'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -102,6 +102,17 @@ function waitForOutput(
         new Error(`the service exited (${code}) while starting:\n${seen.slice(-2000)}`),
       )
     })
+  })
+}
+
+/** The worker process npm start runs beside the gateway. */
+function workerPids(servicePid: number): number[] {
+  return processTree(servicePid).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('local/worker.ts')
+    } catch {
+      return false
+    }
   })
 }
 
@@ -339,6 +350,7 @@ async function main(): Promise<number> {
       ...(service
         ? {
             service: sampleUsage(() => [service.pid], SAMPLE_INTERVAL_MS),
+            worker: sampleUsage(() => workerPids(service.pid), SAMPLE_INTERVAL_MS),
             postgres: sampleUsage(
               () => processTree(service.postgresPid),
               SAMPLE_INTERVAL_MS,

@@ -1,6 +1,9 @@
+import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
 import { mkdir, open, readFile, unlink, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import {
   type Config,
   ConfigError,
@@ -18,7 +21,6 @@ import { redactUrl, startEmbeddedPostgres, startEmbeddedS3 } from './embedded.ts
 import { startGateway } from './gateway.ts'
 import { startMailCatcher } from './mail-catcher.ts'
 import { isAlive, removeRuntime, writeRuntime } from './runtime.ts'
-import { startWorker } from './worker.ts'
 
 type Stop = { name: string; run(): Promise<void> }
 
@@ -149,6 +151,44 @@ async function listen(config: Config): Promise<string> {
   }
 }
 
+const WORKER_ENTRY = fileURLToPath(new URL('./worker.ts', import.meta.url))
+const WORKER_STOP_MS = 25_000
+
+/**
+ * The extraction worker as a process of its own, at a lower priority: PDF parsing and
+ * OCR then never hold up the gateway's event loop. It writes to the same stdout; if it
+ * exits unexpectedly it is started again.
+ */
+function startWorkerProcess(): void {
+  let stopping = false
+  const spawnWorker = (): ChildProcess => {
+    const next = spawn(process.execPath, [WORKER_ENTRY], {
+      env: process.env,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    })
+    next.on('exit', (code, signal) => {
+      if (stopping) return
+      createLogger('launcher').error('worker exited; starting it again', { code, signal })
+      setTimeout(() => {
+        if (!stopping) child = spawnWorker()
+      }, 1_000).unref()
+    })
+    return next
+  }
+  let child = spawnWorker()
+
+  onStop('worker', async () => {
+    stopping = true
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = once(child, 'exit')
+    child.kill('SIGTERM')
+    // The worker finishes or releases its jobs within its own grace; this is a backstop.
+    const timer = setTimeout(() => child.kill('SIGKILL'), WORKER_STOP_MS)
+    await exited
+    clearTimeout(timer)
+  })
+}
+
 async function start(): Promise<void> {
   const dataDir = path.resolve(
     configSchema.shape.DATA_DIR.parse(process.env.DATA_DIR || undefined),
@@ -169,8 +209,7 @@ async function start(): Promise<void> {
   await migrate(getPool())
   await ensureBucket()
 
-  const worker = await startWorker()
-  onStop('worker', worker.stop)
+  startWorkerProcess()
   const url = await listen(config)
   // Where the services are, for npm run backup, restore and invoke (mode 0600).
   await writeRuntime(dataDir, {
