@@ -12,10 +12,7 @@ import {
 } from '@aws-sdk/client-s3'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { resetConfig } from '../../lib/config.ts'
-import { closePool, getPool } from '../../lib/db.ts'
-import { migrate } from '../../lib/migrate.ts'
-import { ensureBucket, getS3, resetStorage } from '../../lib/storage.ts'
+import { getS3, resetStorage } from '../../lib/storage.ts'
 import {
   type EmbeddedService,
   findFreePort,
@@ -31,7 +28,7 @@ import {
   upload,
   waitForFinal,
 } from '../support/http.ts'
-import { restoreEnv } from '../support/wait.ts'
+import { leaveStores, useStores } from '../support/stores.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const BUCKET = 'backup-drill'
@@ -156,25 +153,13 @@ beforeAll(async () => {
     }),
     startS3(BUCKET),
   ])
-  Object.assign(process.env, {
-    DATABASE_URL: postgres.url,
-    S3_ENDPOINT: s3.url,
-    S3_BUCKET: BUCKET,
-  })
-  resetConfig()
-  await closePool()
-  resetStorage()
-  await migrate(getPool())
-  await ensureBucket()
+  await useStores({ DATABASE_URL: postgres.url, S3_ENDPOINT: s3.url, S3_BUCKET: BUCKET })
 })
 
 afterAll(async () => {
-  await closePool()
-  resetStorage()
+  await leaveStores(savedEnv)
   await Promise.all([s3?.stop(), postgres?.stop()])
   await rm(root, { recursive: true, force: true })
-  restoreEnv(savedEnv)
-  resetConfig()
 })
 
 describe('the backup and restore drill', () => {

@@ -2,11 +2,8 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { resetConfig } from '../../lib/config.ts'
-import { closePool, getPool, query } from '../../lib/db.ts'
-import { migrate } from '../../lib/migrate.ts'
+import { query } from '../../lib/db.ts'
 import { startQueue, stopQueue } from '../../lib/queue.ts'
-import { ensureBucket, resetStorage } from '../../lib/storage.ts'
 import {
   type EmbeddedService,
   findFreePort,
@@ -15,7 +12,8 @@ import {
 } from '../../local/embedded.ts'
 import { startApp, type TestApp } from '../support/app.ts'
 import { CORPUS_DIR, registerAndLogin, upload } from '../support/http.ts'
-import { restoreEnv, until } from '../support/wait.ts'
+import { leaveStores, useStores } from '../support/stores.ts'
+import { until } from '../support/wait.ts'
 
 // This file stops and starts its own PostgreSQL and S3 server: the shared ones serve
 // every other test file at the same time.
@@ -68,13 +66,7 @@ beforeAll(async () => {
   await chmod(root, 0o755)
   ;[pgPort, s3Port] = await Promise.all([findFreePort(), findFreePort()])
   ;[postgres, s3] = await Promise.all([startPostgres(), startS3()])
-  Object.assign(process.env, { DATABASE_URL: postgres.url, S3_ENDPOINT: s3.url })
-  process.env.S3_BUCKET = BUCKET
-  resetConfig()
-  await closePool()
-  resetStorage()
-  await migrate(getPool())
-  await ensureBucket()
+  await useStores({ DATABASE_URL: postgres.url, S3_ENDPOINT: s3.url, S3_BUCKET: BUCKET })
   // The queue's schema and queues, as the worker of npm start creates them.
   await startQueue()
   app = await startApp({ worker: false })
@@ -84,12 +76,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await app?.stop()
   await stopQueue()
-  await closePool()
-  resetStorage()
+  await leaveStores(savedEnv)
   await Promise.all([s3?.stop(), postgres?.stop()])
   await rm(root, { recursive: true, force: true })
-  restoreEnv(savedEnv)
-  resetConfig()
 })
 
 describe('readiness', () => {

@@ -7,25 +7,24 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import sharp from 'sharp'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { resetConfig } from '../../lib/config.ts'
-import { closePool, getPool, query, withTransaction } from '../../lib/db.ts'
+import { query, withTransaction } from '../../lib/db.ts'
 import { closeOcrPool } from '../../lib/extraction/ocr.ts'
 import { sniffMediaType } from '../../lib/extraction/sniff.ts'
-import { migrate } from '../../lib/migrate.ts'
 import {
   EXTRACT_QUEUE,
   enqueueExtraction,
   queueStats,
   stopQueue,
 } from '../../lib/queue.ts'
-import { ensureBucket, putObject, resetStorage } from '../../lib/storage.ts'
+import { putObject } from '../../lib/storage.ts'
 import {
   type EmbeddedService,
   startEmbeddedPostgres,
   startEmbeddedS3,
 } from '../../local/embedded.ts'
 import { type RunningWorker, startWorker } from '../../local/worker.ts'
-import { restoreEnv, until } from '../support/wait.ts'
+import { leaveStores, useStores } from '../support/stores.ts'
+import { until } from '../support/wait.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const CORPUS_DIR = process.env.CORPUS_DIR
@@ -174,15 +173,7 @@ beforeAll(async () => {
     startEmbeddedPostgres({ dataDir: path.join(root, 'postgres'), ephemeral: true }),
     startEmbeddedS3({ dataDir: path.join(root, 's3'), bucket: BUCKET }),
   ])
-  Object.assign(process.env, TEST_ENV, {
-    DATABASE_URL: postgres.url,
-    S3_ENDPOINT: s3.url,
-  })
-  await closePool()
-  resetStorage()
-  resetConfig()
-  await migrate(getPool())
-  await ensureBucket()
+  await useStores({ ...TEST_ENV, DATABASE_URL: postgres.url, S3_ENDPOINT: s3.url })
 
   const { rows } = await query<{ id: string }>(
     `INSERT INTO users (email, password_hash, quota_bytes)
@@ -204,12 +195,9 @@ afterEach(async () => {
 afterAll(async () => {
   await stopQueue()
   await closeOcrPool()
-  await closePool()
-  resetStorage()
+  await leaveStores(savedEnv)
   await Promise.allSettled([s3?.stop(), postgres?.stop()])
   if (root) await rm(root, { recursive: true, force: true })
-  restoreEnv(savedEnv)
-  resetConfig()
 })
 
 describe('the extraction worker', () => {

@@ -20,11 +20,3 @@ export async function until<T>(
     await delay(100)
   }
 }
-
-/** Puts `process.env` back as it was when `saved` was copied from it. */
-export function restoreEnv(saved: NodeJS.ProcessEnv): void {
-  for (const key of Object.keys(process.env)) {
-    if (!(key in saved)) delete process.env[key]
-  }
-  Object.assign(process.env, saved)
-}
