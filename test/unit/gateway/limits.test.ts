@@ -3,6 +3,7 @@ import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { heldRequests } from './fixtures/held.ts'
 import {
+  collect,
   DEFAULT_MAX_BODY_BYTES,
   json,
   type RawResponse,
@@ -265,18 +266,7 @@ function sendChunked(
           'transfer-encoding': 'chunked',
         },
       },
-      (response) => {
-        const chunks: Buffer[] = []
-        response.on('data', (chunk: Buffer) => chunks.push(chunk))
-        response.on('end', () =>
-          resolve({
-            status: response.statusCode ?? 0,
-            headers: response.headers,
-            rawHeaders: response.rawHeaders,
-            body: Buffer.concat(chunks),
-          }),
-        )
-      },
+      (response) => collect(response).then(resolve, reject),
     )
     outgoing.on('error', reject)
     for (let index = 0; index < count; index++) outgoing.write(Buffer.alloc(chunkSize, 2))

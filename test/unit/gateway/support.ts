@@ -1,4 +1,4 @@
-import { type IncomingHttpHeaders, request } from 'node:http'
+import { type IncomingHttpHeaders, type IncomingMessage, request } from 'node:http'
 import type { APIGatewayProxyEventV2 } from 'aws-lambda'
 import { parseConfig } from '../../../lib/config.ts'
 import { type Gateway, type Logger, startGateway } from '../../../local/gateway.ts'
@@ -57,6 +57,23 @@ export type SendOptions = {
   body?: Buffer | string
 }
 
+/** An answer with all its bytes. */
+export function collect(response: IncomingMessage): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    response.on('data', (chunk: Buffer) => chunks.push(chunk))
+    response.on('end', () =>
+      resolve({
+        status: response.statusCode ?? 0,
+        headers: response.headers,
+        rawHeaders: response.rawHeaders,
+        body: Buffer.concat(chunks),
+      }),
+    )
+    response.on('error', reject)
+  })
+}
+
 /** One HTTP request over loopback, keeping the answer's bytes. */
 export function send(baseUrl: string, options: SendOptions): Promise<RawResponse> {
   const { hostname, port, host } = new URL(baseUrl)
@@ -65,19 +82,7 @@ export function send(baseUrl: string, options: SendOptions): Promise<RawResponse
   return new Promise((resolve, reject) => {
     const outgoing = request(
       { hostname, port, method: options.method ?? 'GET', path: options.path, headers },
-      (response) => {
-        const chunks: Buffer[] = []
-        response.on('data', (chunk: Buffer) => chunks.push(chunk))
-        response.on('end', () =>
-          resolve({
-            status: response.statusCode ?? 0,
-            headers: response.headers,
-            rawHeaders: response.rawHeaders,
-            body: Buffer.concat(chunks),
-          }),
-        )
-        response.on('error', reject)
-      },
+      (response) => collect(response).then(resolve, reject),
     )
     outgoing.on('error', reject)
     outgoing.end(options.body)
