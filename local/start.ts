@@ -247,6 +247,7 @@ async function shutdown(signal: string): Promise<void> {
   }, SHUTDOWN_TIMEOUT_MS).unref()
 
   await stopAll()
+  createLogger('launcher').info('service stopped', { signal })
   process.exit(0)
 }
 
