@@ -1,12 +1,41 @@
-import { Logger } from '@aws-lambda-powertools/logger'
+import { Logger, type LogItem, LogLevelThreshold } from '@aws-lambda-powertools/logger'
 import { getConfig } from './config.ts'
+import { writeLogLine } from './log-output.ts'
+
+/**
+ * The Powertools logger with one change: lines leave through `log-output.ts`, batched
+ * per turn of the event loop, instead of one synchronous console write each.
+ */
+class ServiceLogger extends Logger {
+  protected override printLog(logLevel: number, log: LogItem): void {
+    log.prepareForPrint()
+    const attributes = log.getAttributes()
+    // Powertools' replacer (errors, bigints, cycles) visits every key; most lines, the
+    // access lines among them, hold only plain values and need none of it.
+    const line = isFlat(attributes)
+      ? JSON.stringify(attributes)
+      : JSON.stringify(attributes, this.getJsonReplacer())
+    if (logLevel >= LogLevelThreshold.ERROR) writeLogLine('stderr', line, true)
+    else if (logLevel >= LogLevelThreshold.WARN) writeLogLine('stderr', line)
+    else writeLogLine('stdout', line)
+  }
+}
+
+function isFlat(attributes: Record<string, unknown>): boolean {
+  for (const key in attributes) {
+    const value = attributes[key]
+    if (typeof value === 'object' && value !== null) return false
+    if (typeof value === 'bigint') return false
+  }
+  return true
+}
 
 /**
  * One JSON logger per process part (a function, the gateway, the worker). Field names
  * are shared by every process because the dashboards query them.
  */
 export function createLogger(part: string): Logger {
-  return new Logger({
+  return new ServiceLogger({
     serviceName: 'docservice',
     logLevel: getConfig().LOG_LEVEL,
     persistentKeys: { function: part },
