@@ -7,6 +7,7 @@ import {
   jwtVerify,
   SignJWT,
 } from 'jose'
+import { LRUCache } from 'lru-cache'
 import { type Config, getConfig } from './config.ts'
 
 // OWASP Password Storage Cheat Sheet: argon2id, 19 MiB of memory, 2 iterations, 1 lane.
@@ -77,7 +78,7 @@ export async function signAccessToken(
   options: { now?: Date } = {},
 ): Promise<{ token: string; expiresIn: number }> {
   const config = getConfig()
-  const [current] = signingKeys(config)
+  const [current] = verifier(config).keys
   if (!current) throw new Error('no access-token signing key is configured')
   const issuedAt = Math.floor((options.now ?? new Date()).getTime() / 1000)
 
@@ -95,9 +96,34 @@ export async function signAccessToken(
 // Only the algorithm and the keys of this service: a token naming another algorithm,
 // no key id or an unknown one is refused before any signature is computed.
 function keyFor(header: JWTHeaderParameters): Uint8Array {
-  const match = signingKeys().find((candidate) => candidate.kid === header.kid)
+  const match = verifier().keys.find((candidate) => candidate.kid === header.kid)
   if (header.alg !== ALGORITHM || !match) throw new joseErrors.JWKSNoMatchingKey()
   return match.key
+}
+
+type Verified = AccessClaims & { expiresAt: number; notBefore?: number }
+
+// Verifying a signature costs about 100 µs through WebCrypto, more than the rest of an
+// authenticated request's own work; a client sends the same token until it expires.
+// Only tokens that verified are kept, each until its expiry, so a hit is checked
+// against the clock and nothing else. The cache belongs to one configuration: new keys
+// (tests, a restart after rotation) start an empty one.
+const VERIFIED_TOKENS = 10_000
+
+type Verifier = { keys: SigningKey[]; verified: LRUCache<string, Verified> }
+
+const verifiers = new WeakMap<Config, Verifier>()
+
+function verifier(config: Config = getConfig()): Verifier {
+  let current = verifiers.get(config)
+  if (!current) {
+    current = {
+      keys: signingKeys(config),
+      verified: new LRUCache({ max: VERIFIED_TOKENS }),
+    }
+    verifiers.set(config, current)
+  }
+  return current
 }
 
 /** Verifies an access token; `undefined` for anything not valid, expired or forged. */
@@ -105,6 +131,30 @@ export async function verifyAccessToken(
   token: string,
   options: { now?: Date } = {},
 ): Promise<AccessClaims | undefined> {
+  const { verified } = verifier()
+  const seconds = Math.floor((options.now ?? new Date()).getTime() / 1000)
+  const known = verified.get(token)
+  if (known) {
+    // The checks jose makes of a token's times, with its default of no tolerance.
+    if (known.expiresAt <= seconds || (known.notBefore ?? seconds) > seconds)
+      return undefined
+    return claimsOf(known)
+  }
+
+  const checked = await verifySignedToken(token, options.now)
+  if (!checked) return undefined
+  verified.set(token, checked)
+  return claimsOf(checked)
+}
+
+function claimsOf({ userId, role, version }: Verified): AccessClaims {
+  return { userId, role, version }
+}
+
+async function verifySignedToken(
+  token: string,
+  now: Date | undefined,
+): Promise<Verified | undefined> {
   try {
     const { payload } = await jwtVerify(token, keyFor, {
       algorithms: [ALGORITHM],
@@ -112,11 +162,16 @@ export async function verifyAccessToken(
       audience: AUDIENCE,
       typ: 'JWT',
       requiredClaims: ['exp', 'iat', 'sub'],
-      ...(options.now ? { currentDate: options.now } : {}),
+      ...(now ? { currentDate: now } : {}),
     })
     if (typeof payload.sub !== 'string') return undefined
-    const version = typeof payload.ver === 'number' ? payload.ver : 0
-    return { userId: payload.sub, role: String(payload.role ?? 'user'), version }
+    return {
+      userId: payload.sub,
+      role: String(payload.role ?? 'user'),
+      version: typeof payload.ver === 'number' ? payload.ver : 0,
+      expiresAt: payload.exp as number,
+      notBefore: payload.nbf,
+    }
   } catch (error) {
     if (error instanceof joseErrors.JOSEError || error instanceof TypeError)
       return undefined

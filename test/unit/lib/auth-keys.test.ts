@@ -71,6 +71,28 @@ describe('access-token keys', () => {
     expect(await verifyAccessToken(token)).toBeUndefined()
   })
 
+  it('refuses a token it verified before once its key is removed', async () => {
+    useKeys({ JWT_SIGNING_KEYS: `old=${OLD}` })
+    const { token } = await signAccessToken(CLAIMS)
+    const before = await verifyAccessToken(token)
+
+    useKeys({ JWT_SIGNING_KEYS: `new=${NEW}` })
+
+    expect(before).toEqual(CLAIMS)
+    expect(await verifyAccessToken(token)).toBeUndefined()
+  })
+
+  it('refuses a token it verified before once it has expired', async () => {
+    useKeys({ JWT_SIGNING_KEYS: `new=${NEW}` })
+    const { token } = await signAccessToken(CLAIMS)
+
+    const fresh = await verifyAccessToken(token)
+    const expired = await verifyAccessToken(token, { now: minutesFromNow(15) })
+
+    expect(fresh).toEqual(CLAIMS)
+    expect(expired).toBeUndefined()
+  })
+
   it('keeps JWT_SECRET as a verify-only key next to a list, under its derived kid', async () => {
     useKeys({ JWT_SECRET: OLD })
     const { token } = await signAccessToken(CLAIMS)
