@@ -1,3 +1,4 @@
+import DataLoader from 'dataloader'
 import { type Config, getConfig } from './config.ts'
 import { getPool } from './db.ts'
 
@@ -52,39 +53,54 @@ export function ratePolicy(name: PolicyName): RatePolicy {
   return { name, quota, windowSeconds, failClosed }
 }
 
-// One statement, so concurrent checks of one key serialise on its row lock and each sees
-// the fill its predecessor left. $1 key, $2 quota, $3 window in microseconds, $4 the time
-// (null: clock_timestamp(), the real time even inside a transaction, where now() stands
-// still). Units are described in migrations/003_rate_limits.sql. A new bucket starts full
-// and pays for this request at once. Time never runs backwards in a bucket: a check that
-// read the clock before waiting for the lock refills nothing.
-const CHECK_SQL = `
-INSERT INTO rate_limit_buckets AS bucket (key, fill, allowed, updated_at, full_at)
-SELECT $1, ($2::bigint - 1) * $3::bigint, true, clock.now,
-  clock.now + interval '1 microsecond' * ceil($3::bigint / $2::numeric)
-FROM (SELECT coalesce($4::timestamptz, clock_timestamp()) AS now) AS clock
-ON CONFLICT (key) DO UPDATE SET (fill, allowed, updated_at, full_at) = (
-  SELECT refill.fill - take.units, take.units > 0, refill.now,
-    refill.now + interval '1 microsecond'
-      * ceil(($2::bigint * $3::bigint - refill.fill + take.units) / $2::numeric)
-  FROM (
-    SELECT
-      least(
-        $2::bigint * $3::bigint,
-        bucket.fill + $2::bigint * least($3::bigint, greatest(0,
-          (extract(epoch FROM excluded.updated_at - bucket.updated_at) * 1000000)::bigint))
-      ) AS fill,
-      greatest(bucket.updated_at, excluded.updated_at) AS now
-  ) AS refill,
-  LATERAL (
-    SELECT CASE WHEN refill.fill >= $3::bigint THEN $3::bigint ELSE 0 END AS units
-  ) AS take
-)
-RETURNING allowed,
-  (fill / $3::bigint)::integer AS remaining,
-  CASE WHEN fill >= $2::bigint * $3::bigint THEN 0
-    ELSE ceil(((fill / $3::bigint + 1) * $3::bigint - fill) / $2::numeric)
-  END::float8 / 1000000 AS next_token_seconds`
+type Check = { key: string; quota: number; windowMicros: number; at: Date | null }
+
+type CheckRow = {
+  slot: number
+  allowed: boolean
+  remaining: number
+  next_token_seconds: number
+}
+
+// The arithmetic lives in take_rate_tokens() (migrations/005_rate_limit_batches.sql).
+// Named: each connection parses and plans the statement once.
+const CHECK_BATCH = {
+  name: 'rate-limit-take',
+  text: 'SELECT slot, allowed, remaining, next_token_seconds FROM take_rate_tokens($1, $2, $3, $4)',
+}
+
+// Checks made in one turn of the event loop go to PostgreSQL together: under load, one
+// round trip serves many requests instead of one each. The batch is sent after the
+// turn's I/O callbacks (setImmediate), when every request that arrived with it has
+// reached its check; a quiet process sends batches of one at once.
+const MAX_BATCH = 200
+
+async function takeTokens(checks: readonly Check[]): Promise<RateDecision[]> {
+  const { rows } = await getPool().query<CheckRow>({
+    ...CHECK_BATCH,
+    values: [
+      checks.map((check) => check.key),
+      checks.map((check) => check.quota),
+      checks.map((check) => check.windowMicros),
+      checks.map((check) => check.at),
+    ],
+  })
+  const decisions: RateDecision[] = new Array(checks.length)
+  for (const row of rows) {
+    decisions[row.slot - 1] = {
+      allowed: row.allowed,
+      remaining: row.remaining,
+      nextTokenSeconds: row.next_token_seconds,
+    }
+  }
+  return decisions
+}
+
+const checks = new DataLoader<Check, RateDecision>(takeTokens, {
+  cache: false,
+  maxBatchSize: MAX_BATCH,
+  batchScheduleFn: (dispatch) => setImmediate(dispatch),
+})
 
 // A full bucket is the same as no bucket, so its row can go. SKIP LOCKED leaves rows that
 // a check holds right now; the batch bound keeps one run short.
@@ -100,8 +116,6 @@ const CLEANUP_BATCH = 10_000
 
 let lastCleanup = 0
 
-type CheckRow = { allowed: boolean; remaining: number; next_token_seconds: number }
-
 /**
  * Takes one token from the bucket of `subject` under `policy`, if one is there. `at`
  * replaces the database clock; only tests pass it, to step time without waiting.
@@ -111,25 +125,14 @@ export async function checkRateLimit(
   subject: string,
   options: { at?: Date } = {},
 ): Promise<RateDecision> {
-  // Named: each connection parses and plans the statement once.
-  const { rows } = await getPool().query<CheckRow>({
-    name: 'rate-limit-check',
-    text: CHECK_SQL,
-    values: [
-      `${policy.name}:${subject}`,
-      policy.quota,
-      policy.windowSeconds * 1_000_000,
-      options.at ?? null,
-    ],
+  const decision = await checks.load({
+    key: `${policy.name}:${subject}`,
+    quota: policy.quota,
+    windowMicros: policy.windowSeconds * 1_000_000,
+    at: options.at ?? null,
   })
-  const row = rows[0] as CheckRow
   if (!options.at) cleanUpNowAndThen()
-
-  return {
-    allowed: row.allowed,
-    remaining: row.remaining,
-    nextTokenSeconds: row.next_token_seconds,
-  }
+  return decision
 }
 
 /** Deletes buckets that are full again (at most `limit`); returns how many went. */

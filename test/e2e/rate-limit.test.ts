@@ -329,6 +329,43 @@ describe('the token bucket', () => {
     expect(hourLater).toEqual({ allowed: true, remaining: 9, nextTokenSeconds: 6 })
   })
 
+  it('gives concurrent checks of one bucket its tokens one at a time', async () => {
+    const subject = `test:${randomUUID()}`
+
+    // Made in one turn of the event loop, the twelve checks go out as one batch.
+    const decisions = await Promise.all(
+      Array.from({ length: 12 }, () => checkRateLimit(login, subject, at(0))),
+    )
+
+    expect(decisions.filter((decision) => decision.allowed)).toHaveLength(10)
+    expect(decisions.map((decision) => decision.remaining).sort((a, b) => b - a)).toEqual(
+      [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0],
+    )
+    for (const decision of decisions.filter((each) => !each.allowed))
+      expect(decision.nextTokenSeconds).toBe(6)
+  })
+
+  it('answers each check of a mixed batch from its own bucket', async () => {
+    const drained = `test:${randomUUID()}`
+    const fresh = `test:${randomUUID()}`
+    for (let index = 0; index < 10; index += 1)
+      await checkRateLimit(login, drained, at(0))
+
+    const decisions = await Promise.all(
+      [drained, fresh, drained, fresh].map((subject) =>
+        checkRateLimit(login, subject, at(1)),
+      ),
+    )
+
+    expect(decisions.map((decision) => decision.allowed)).toEqual([
+      false,
+      true,
+      false,
+      true,
+    ])
+    expect(decisions.map((decision) => decision.remaining)).toEqual([0, 9, 0, 8])
+  })
+
   it('never lets a refused request cost a token', async () => {
     const subject = `test:${randomUUID()}`
     for (let index = 0; index < 10; index += 1)
