@@ -151,6 +151,30 @@ describe('GET /auth/me', () => {
     })
   })
 
+  it('answers concurrent requests of several accounts each with its own', async () => {
+    const ada = await registerAndLogin(app.url)
+    const bob = await registerAndLogin(app.url)
+    const gone = await registerAndLogin(app.url)
+    await query('UPDATE users SET disabled = true WHERE lower(email) = lower($1)', [
+      gone.email,
+    ])
+    const callers = Array.from({ length: 30 }, (_, index) => [ada, bob, gone][index % 3])
+
+    // Sent at once, their lookups meet in the same batches.
+    const answers = await Promise.all(
+      callers.map(async (caller) => {
+        const response = await fetch(`${app.url}/auth/me`, { headers: caller?.headers })
+        const body = (await response.json()) as { email?: string }
+        return { caller: caller?.email, status: response.status, email: body.email }
+      }),
+    )
+
+    for (const answer of answers) {
+      if (answer.caller === gone.email) expect(answer.status).toBe(401)
+      else expect([answer.status, answer.email]).toEqual([200, answer.caller])
+    }
+  })
+
   it.each([
     ['no header', undefined],
     ['another scheme', 'Basic dXNlcjpwYXNz'],
