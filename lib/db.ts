@@ -60,12 +60,17 @@ export function translateDbError(error: unknown): unknown {
     : error
 }
 
+/**
+ * Runs one statement on the pool. A statement given a name is prepared once per
+ * connection and planned from then on without parsing: worth it on the hot paths.
+ */
 export async function query<Row extends pg.QueryResultRow>(
-  text: string,
+  statement: string | { name: string; text: string },
   values: unknown[] = [],
 ): Promise<pg.QueryResult<Row>> {
+  const config = typeof statement === 'string' ? { text: statement } : statement
   try {
-    return await getPool().query<Row>(text, values)
+    return await getPool().query<Row>({ ...config, values })
   } catch (error) {
     throw translateDbError(error)
   }

@@ -125,12 +125,15 @@ export async function listDocuments(
   options: { limit: number; cursor?: Cursor; status?: Status },
 ): Promise<{ items: DocumentRow[]; next?: string }> {
   const { rows } = await query<DocumentRow & { created_text: string }>(
-    `SELECT ${COLUMNS}, created_at::text AS created_text FROM documents
+    {
+      name: 'documents-list',
+      text: `SELECT ${COLUMNS}, created_at::text AS created_text FROM documents
      WHERE owner_id = $1
        AND ($2::text IS NULL OR status = $2)
        AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::uuid))
      ORDER BY created_at DESC, id DESC
      LIMIT $5`,
+    },
     [
       ownerId,
       options.status ?? null,
