@@ -49,4 +49,8 @@ server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
   console.log(`listening ${(server.address() as AddressInfo).port}`)
 })
 
-process.once('SIGTERM', () => server.close(() => process.exit(0)))
+// Keep-alive connections would hold close() open for as long as the client stays.
+process.once('SIGTERM', () => {
+  server.close(() => process.exit(0))
+  server.closeAllConnections()
+})

@@ -15,6 +15,7 @@
  * else is ever a target. Bounded: about 6 minutes with the defaults.
  *
  *   npm run bench -- [--seconds 15] [--runs 3] [--flat-seconds 120] [--profile]
+ *                    [--only health|documents]
  *
  * `--profile` writes V8 CPU profiles of the gateway (node --cpu-prof) next to the
  * results, in loadtest/reports/bench-<timestamp>/.
@@ -70,8 +71,15 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '3' },
     'flat-seconds': { type: 'string', default: '120' },
     profile: { type: 'boolean', default: false },
+    only: { type: 'string' },
   },
 })
+if (args.only !== undefined && !['health', 'documents'].includes(args.only)) {
+  console.error('--only takes health or documents')
+  process.exit(2)
+}
+const measureHealth = args.only !== 'documents'
+const measureDocuments = args.only !== 'health'
 const seconds = clamp(Number(args.seconds), 1, 60)
 const runs = clamp(Number(args.runs), 1, 5)
 const flatSeconds = clamp(Number(args['flat-seconds']), 10, 300)
@@ -203,6 +211,150 @@ function loadAverage(): string {
     .join(' ')
 }
 
+type Servers = { gateway: Server; bare: Server; quiet: Server }
+
+/** The no-I/O figures: gateway against the bare baseline, then the flatness run. */
+async function healthFigures({ gateway, bare, quiet }: Servers): Promise<string[]> {
+  await cannon(`${bare.url}/health`, WARM_UP_SECONDS)
+  await cannon(`${gateway.url}/health`, WARM_UP_SECONDS)
+  await cannon(`${quiet.url}/health`, WARM_UP_SECONDS)
+  const bareRuns: Run[] = []
+  const healthRuns: Run[] = []
+  const quietRuns: Run[] = []
+  for (let run = 0; run < runs; run += 1) {
+    bareRuns.push(await cannon(`${bare.url}/health`, seconds))
+    healthRuns.push(await cannon(`${gateway.url}/health`, seconds))
+    quietRuns.push(await cannon(`${quiet.url}/health`, seconds))
+    console.log(
+      `  run ${run + 1}: bare ${bareRuns.at(-1)?.perSecond}/s, ` +
+        `gateway ${healthRuns.at(-1)?.perSecond}/s, ` +
+        `gateway without logs ${quietRuns.at(-1)?.perSecond}/s`,
+    )
+  }
+  const health = medianRun(healthRuns)
+  const baseline = medianRun(bareRuns)
+  const silent = medianRun(quietRuns)
+
+  return [
+    line(
+      'GET /health via gateway, req/s (median)',
+      String(health.perSecond),
+      `≥ ${TARGETS.healthPerSecond}`,
+      health.perSecond >= TARGETS.healthPerSecond,
+    ),
+    line(
+      'GET /health via gateway, p99 ms',
+      String(health.p99),
+      `≤ ${TARGETS.healthP99Ms}`,
+      health.p99 <= TARGETS.healthP99Ms,
+    ),
+    line('GET /health via gateway, p50 ms', String(health.p50), ''),
+    line(
+      'GET /health via gateway, LOG_LEVEL=SILENT',
+      `${silent.perSecond}, p99 ${silent.p99}`,
+      'diagnostic',
+    ),
+    line('bare node:http + same handler, req/s', String(baseline.perSecond), 'baseline'),
+    line('bare node:http + same handler, p99 ms', String(baseline.p99), 'baseline'),
+    line(
+      'gateway share of the bare baseline',
+      `${Math.round((health.perSecond / Math.max(1, baseline.perSecond)) * 100)} %`,
+      '',
+    ),
+    line('non-2xx answers, errors', failures(healthRuns), '0, 0'),
+    ...(await flatnessFigures(gateway)),
+  ]
+}
+
+/** `GET /health` for the flatness period: requests per 10 s and RSS each second. */
+async function flatnessFigures(gateway: Server): Promise<string[]> {
+  const perSecond: number[] = []
+  const rss: number[] = []
+  const rssTimer = setInterval(
+    () => rss.push(readUsage([gateway.pid]).rssBytes / 2 ** 20),
+    1_000,
+  )
+  const flat = await cannon(`${gateway.url}/health`, flatSeconds, {}, (requests) =>
+    perSecond.push(requests),
+  )
+  clearInterval(rssTimer)
+
+  const intervals: number[] = []
+  for (let start = 0; start + 10 <= perSecond.length; start += 10) {
+    const slice = perSecond.slice(start, start + 10)
+    intervals.push(Math.round(slice.reduce((sum, value) => sum + value, 0) / 10))
+  }
+  const lowest = Math.min(...intervals)
+  const third = Math.ceil(intervals.length / 3)
+  const mean = (values: number[]) =>
+    values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length)
+  const maxRss = Math.max(...rss)
+
+  return [
+    line(
+      `flatness ${flatSeconds} s: req/s per 10 s`,
+      `${lowest}..${Math.max(...intervals)}`,
+      `≥ ${Math.round(TARGETS.flatShare * 100)} % of median`,
+      lowest >= median(intervals) * TARGETS.flatShare,
+    ),
+    line(
+      'flatness: last third vs first third',
+      `${Math.round((mean(intervals.slice(-third)) / Math.max(1, mean(intervals.slice(0, third)))) * 100)} %`,
+      '',
+    ),
+    line('flatness: req/s overall, p99 ms', `${flat.perSecond}, ${flat.p99}`, ''),
+    line(
+      'flatness: gateway max RSS MiB',
+      maxRss.toFixed(0),
+      `< ${TARGETS.rssMiB}`,
+      maxRss < TARGETS.rssMiB,
+    ),
+    line(
+      'flatness: gateway RSS first → last second',
+      `${rss[0]?.toFixed(0)} → ${rss.at(-1)?.toFixed(0)}`,
+      '',
+    ),
+    line('flatness: non-2xx answers, errors', failures([flat]), '0, 0'),
+    `per-10-s intervals: ${intervals.join(' ')}`,
+  ]
+}
+
+/** `GET /documents` with authentication and both rate-limit checks. */
+async function documentsFigures(gateway: Server): Promise<string[]> {
+  const token = await setUpAccount(gateway.url)
+  const auth = { authorization: `Bearer ${token}` }
+  await cannon(`${gateway.url}/documents`, WARM_UP_SECONDS, auth)
+  const listRuns: Run[] = []
+  for (let run = 0; run < runs; run += 1) {
+    listRuns.push(await cannon(`${gateway.url}/documents`, seconds, auth))
+    console.log(`  run ${run + 1}: GET /documents ${listRuns.at(-1)?.perSecond}/s`)
+  }
+  const list = medianRun(listRuns)
+
+  return [
+    line(
+      'GET /documents (auth + limits), req/s',
+      String(list.perSecond),
+      `≥ ${TARGETS.listPerSecond}`,
+      list.perSecond >= TARGETS.listPerSecond,
+    ),
+    line(
+      'GET /documents (auth + limits), p99 ms',
+      String(list.p99),
+      `≤ ${TARGETS.listP99Ms}`,
+      list.p99 <= TARGETS.listP99Ms,
+    ),
+    line('GET /documents (auth + limits), p50 ms', String(list.p50), ''),
+    line('GET /documents: non-2xx answers, errors', failures(listRuns), '0, 0'),
+  ]
+}
+
+function failures(list: Run[]): string {
+  const non2xx = list.reduce((sum, run) => sum + run.non2xx, 0)
+  const errors = list.reduce((sum, run) => sum + run.errors, 0)
+  return `${non2xx}, ${errors}`
+}
+
 async function main(): Promise<void> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'docservice-bench-'))
   // Under root, PostgreSQL runs as an unprivileged user that must be able to enter it.
@@ -236,154 +388,34 @@ async function main(): Promise<void> {
   await closePool()
 
   const profileArgs = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${outDir}`] : []
-  const servers: Server[] = []
+  const started: Server[] = []
   try {
     const gateway = await startServer('local/gateway.ts', env, profileArgs)
-    servers.push(gateway)
+    started.push(gateway)
     const bare = await startServer('loadtest/bare-server.ts', env, [])
-    servers.push(bare)
+    started.push(bare)
     // The same gateway with logging off, to show what the two access lines cost.
     const quiet = await startServer(
       'local/gateway.ts',
       { ...env, LOG_LEVEL: 'SILENT' },
       [],
     )
-    servers.push(quiet)
-    const token = await setUpAccount(gateway.url)
-    const auth = { authorization: `Bearer ${token}` }
+    started.push(quiet)
 
     console.log(
       `bench: ${CONNECTIONS} connections, ${runs} × ${seconds} s per figure (median), ` +
         `flatness ${flatSeconds} s; load average before: ${loadBefore}`,
     )
-    await cannon(`${bare.url}/health`, WARM_UP_SECONDS)
-    await cannon(`${gateway.url}/health`, WARM_UP_SECONDS)
-    await cannon(`${quiet.url}/health`, WARM_UP_SECONDS)
-    const bareRuns: Run[] = []
-    const healthRuns: Run[] = []
-    const quietRuns: Run[] = []
-    for (let run = 0; run < runs; run += 1) {
-      bareRuns.push(await cannon(`${bare.url}/health`, seconds))
-      healthRuns.push(await cannon(`${gateway.url}/health`, seconds))
-      quietRuns.push(await cannon(`${quiet.url}/health`, seconds))
-      console.log(
-        `  run ${run + 1}: bare ${bareRuns.at(-1)?.perSecond}/s, ` +
-          `gateway ${healthRuns.at(-1)?.perSecond}/s, ` +
-          `gateway without logs ${quietRuns.at(-1)?.perSecond}/s`,
-      )
-    }
-    // Flatness: requests per second from autocannon's ticks, RSS from /proc.
-    const perSecond: number[] = []
-    const rss: number[] = []
-    const rssTimer = setInterval(
-      () => rss.push(readUsage([gateway.pid]).rssBytes / 2 ** 20),
-      1_000,
-    )
-    const flat = await cannon(`${gateway.url}/health`, flatSeconds, {}, (requests) =>
-      perSecond.push(requests),
-    )
-    clearInterval(rssTimer)
-    await cannon(`${gateway.url}/documents`, WARM_UP_SECONDS, auth)
-    const listRuns: Run[] = []
-    for (let run = 0; run < runs; run += 1) {
-      listRuns.push(await cannon(`${gateway.url}/documents`, seconds, auth))
-      console.log(`  run ${run + 1}: GET /documents ${listRuns.at(-1)?.perSecond}/s`)
-    }
-
-    const intervals: number[] = []
-    for (let start = 0; start + 10 <= perSecond.length; start += 10) {
-      const slice = perSecond.slice(start, start + 10)
-      intervals.push(Math.round(slice.reduce((sum, value) => sum + value, 0) / 10))
-    }
-    const intervalMedian = median(intervals)
-    const lowest = Math.min(...intervals)
-    const firstThird = intervals.slice(0, Math.ceil(intervals.length / 3))
-    const lastThird = intervals.slice(-Math.ceil(intervals.length / 3))
-    const mean = (values: number[]) =>
-      values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length)
-    const maxRss = Math.max(...rss)
-
-    const health = medianRun(healthRuns)
-    const baseline = medianRun(bareRuns)
-    const silent = medianRun(quietRuns)
-    const list = medianRun(listRuns)
-    const loadAfter = loadAverage()
+    const figures = [
+      ...(measureHealth ? await healthFigures({ gateway, bare, quiet }) : []),
+      ...(measureDocuments ? await documentsFigures(gateway) : []),
+    ]
     const results = [
       '',
       line('figure', 'measured', 'target'),
-      line(
-        'GET /health via gateway, req/s (median)',
-        String(health.perSecond),
-        `≥ ${TARGETS.healthPerSecond}`,
-        health.perSecond >= TARGETS.healthPerSecond,
-      ),
-      line(
-        'GET /health via gateway, p99 ms',
-        String(health.p99),
-        `≤ ${TARGETS.healthP99Ms}`,
-        health.p99 <= TARGETS.healthP99Ms,
-      ),
-      line('GET /health via gateway, p50 ms', String(health.p50), ''),
-      line(
-        'GET /health via gateway, LOG_LEVEL=SILENT',
-        `${silent.perSecond}, p99 ${silent.p99}`,
-        'diagnostic',
-      ),
-      line(
-        'bare node:http + same handler, req/s',
-        String(baseline.perSecond),
-        'baseline',
-      ),
-      line('bare node:http + same handler, p99 ms', String(baseline.p99), 'baseline'),
-      line(
-        'gateway share of the bare baseline',
-        `${Math.round((health.perSecond / Math.max(1, baseline.perSecond)) * 100)} %`,
-        '',
-      ),
-      line(
-        'GET /documents (auth + limits), req/s',
-        String(list.perSecond),
-        `≥ ${TARGETS.listPerSecond}`,
-        list.perSecond >= TARGETS.listPerSecond,
-      ),
-      line(
-        'GET /documents (auth + limits), p99 ms',
-        String(list.p99),
-        `≤ ${TARGETS.listP99Ms}`,
-        list.p99 <= TARGETS.listP99Ms,
-      ),
-      line('GET /documents (auth + limits), p50 ms', String(list.p50), ''),
-      line(
-        `flatness ${flatSeconds} s: req/s per 10 s`,
-        `${lowest}..${Math.max(...intervals)}`,
-        `≥ ${Math.round(TARGETS.flatShare * 100)} % of median`,
-        lowest >= intervalMedian * TARGETS.flatShare,
-      ),
-      line(
-        'flatness: last third vs first third',
-        `${Math.round((mean(lastThird) / Math.max(1, mean(firstThird))) * 100)} %`,
-        '',
-      ),
-      line('flatness: req/s overall, p99 ms', `${flat.perSecond}, ${flat.p99}`, ''),
-      line(
-        'flatness: gateway max RSS MiB',
-        maxRss.toFixed(0),
-        `< ${TARGETS.rssMiB}`,
-        maxRss < TARGETS.rssMiB,
-      ),
-      line(
-        'flatness: gateway RSS first → last second',
-        `${rss[0]?.toFixed(0)} → ${rss.at(-1)?.toFixed(0)}`,
-        '',
-      ),
-      line(
-        'non-2xx answers, errors (all runs)',
-        `${[...healthRuns, ...listRuns, flat].reduce((sum, run) => sum + run.non2xx, 0)}, ${[...healthRuns, ...listRuns, flat].reduce((sum, run) => sum + run.errors, 0)}`,
-        '0, 0',
-      ),
+      ...figures,
       '',
-      `per-10-s intervals: ${intervals.join(' ')}`,
-      `load average (1, 5, 15 min) before: ${loadBefore}; after: ${loadAfter}`,
+      `load average (1, 5, 15 min) before: ${loadBefore}; after: ${loadAverage()}`,
       `machine: ${os.cpus().length} × ${os.cpus()[0]?.model}, Node ${process.version}`,
     ]
     console.log(results.join('\n'))
@@ -391,7 +423,7 @@ async function main(): Promise<void> {
       await writeFile(path.join(outDir, 'results.txt'), `${results.join('\n')}\n`)
     }
   } finally {
-    for (const server of servers) await server.stop()
+    for (const server of started) await server.stop()
     resetStorage()
     await s3.stop()
     await postgres.stop()
