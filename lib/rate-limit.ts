@@ -1,6 +1,5 @@
-import DataLoader from 'dataloader'
 import { type Config, getConfig } from './config.ts'
-import { getPool } from './db.ts'
+import { batchLoader, getPool } from './db.ts'
 
 type PolicySettings = {
   setting: keyof Pick<
@@ -69,12 +68,6 @@ const CHECK_BATCH = {
   text: 'SELECT slot, allowed, remaining, next_token_seconds FROM take_rate_tokens($1, $2, $3, $4)',
 }
 
-// Checks made in one turn of the event loop go to PostgreSQL together: under load, one
-// round trip serves many requests instead of one each. The batch is sent after the
-// turn's I/O callbacks (setImmediate), when every request that arrived with it has
-// reached its check; a quiet process sends batches of one at once.
-const MAX_BATCH = 200
-
 async function takeTokens(checks: readonly Check[]): Promise<RateDecision[]> {
   const { rows } = await getPool().query<CheckRow>({
     ...CHECK_BATCH,
@@ -96,11 +89,8 @@ async function takeTokens(checks: readonly Check[]): Promise<RateDecision[]> {
   return decisions
 }
 
-const checks = new DataLoader<Check, RateDecision>(takeTokens, {
-  cache: false,
-  maxBatchSize: MAX_BATCH,
-  batchScheduleFn: (dispatch) => setImmediate(dispatch),
-})
+// Checks made in one turn of the event loop share one round trip (lib/db.ts).
+const checks = batchLoader(takeTokens)
 
 // A full bucket is the same as no bucket, so its row can go. SKIP LOCKED leaves rows that
 // a check holds right now; the batch bound keeps one run short.
