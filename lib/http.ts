@@ -80,13 +80,14 @@ export function endpoint<Body = undefined, Query = undefined, Params = undefined
   if (options.csrf) chain.use(csrfVary())
   chain.use(problemErrors()).use(clientIp())
   // A refusal by address costs nothing else: no body parsing, no password hash, no query.
-  if (options.limits?.ip) chain.use(rateLimit(options.limits.ip, { by: 'ip' }))
+  if (options.limits?.ip) chain.use(rateLimit(options.limits.ip))
   if (options.csrf) chain.use(csrf(options.csrf))
   if (options.body) chain.use(jsonBody())
-  if (options.auth !== false) chain.use(authenticate())
+  // The per-account check rides on the account lookup: one round trip for both.
+  if (options.auth !== false) chain.use(authenticate({ limit: options.limits?.account }))
+  else if (options.limits?.account)
+    throw new Error(`${options.name}: a per-account limit needs authentication`)
   if (options.roles) chain.use(authorize(options.roles))
-  if (options.limits?.account)
-    chain.use(rateLimit(options.limits.account, { by: 'account' }))
 
   const handler = chain.handler(async function runEndpoint(event, context) {
     const { state } = context

@@ -36,13 +36,6 @@ function headersFor(checked: Checked[]): Record<string, string> {
   }
 }
 
-function subjectOf(state: RequestState, by: 'ip' | 'account'): string {
-  if (by === 'ip') return `ip:${rateLimitKey(state.clientIp)}`
-  if (!state.user)
-    throw new Error('a per-account rate limit must come after authenticate()')
-  return `account:${state.user.id}`
-}
-
 function rateLimited(policy: RatePolicy, decision: RateDecision, checked: Checked[]) {
   const seconds = retryAfterSeconds(decision)
   return new HttpError(429, 'rate_limited', {
@@ -53,21 +46,31 @@ function rateLimited(policy: RatePolicy, decision: RateDecision, checked: Checke
 }
 
 /**
- * Takes a token from the policy's bucket for the client address or the account. A
- * refusal is a 429 thrown before anything after it in the chain runs.
+ * Records a check for the request's `RateLimit` headers; a refusal is a 429 thrown
+ * before anything after it in the chain runs.
  */
-export function rateLimit(
-  name: PolicyName,
-  options: { by: 'ip' | 'account' },
-): Middleware {
+export function enforce(
+  state: RequestState,
+  policy: RatePolicy,
+  decision: RateDecision,
+): void {
+  const checked = [...(checkedByRequest.get(state) ?? []), { policy, decision }]
+  checkedByRequest.set(state, checked)
+  if (!decision.allowed) throw rateLimited(policy, decision, checked)
+}
+
+/**
+ * Takes a token from the policy's bucket for the client address. The per-account check
+ * is made by authenticate(), in the same round trip as the account lookup.
+ */
+export function rateLimit(name: PolicyName): Middleware {
   async function before(request: ApiRequest): Promise<void> {
     const { state, logger } = request.context
     const policy = ratePolicy(name)
-    const subject = subjectOf(state, options.by)
 
     let decision: RateDecision
     try {
-      decision = await checkRateLimit(policy, subject)
+      decision = await checkRateLimit(policy, `ip:${rateLimitKey(state.clientIp)}`)
     } catch (error) {
       if (policy.failClosed) {
         throw serviceUnavailable('rate_limit_unavailable', 'Try again shortly', error)
@@ -78,10 +81,7 @@ export function rateLimit(
       })
       return
     }
-
-    const checked = [...(checkedByRequest.get(state) ?? []), { policy, decision }]
-    checkedByRequest.set(state, checked)
-    if (!decision.allowed) throw rateLimited(policy, decision, checked)
+    enforce(state, policy, decision)
   }
   return { before }
 }

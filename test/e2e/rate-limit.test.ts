@@ -141,7 +141,7 @@ describe('the rate limit middleware against PostgreSQL', () => {
   })
 
   it('lets exactly 10 of 400 concurrent login attempts from one address through', async () => {
-    const { handler, reached } = limitedHandler([rateLimit('login', { by: 'ip' })])
+    const { handler, reached } = limitedHandler([rateLimit('login')])
     const ip = freshIp()
 
     const results = await Promise.all(
@@ -153,7 +153,7 @@ describe('the rate limit middleware against PostgreSQL', () => {
   })
 
   it('keeps a client rotating X-Forwarded-For from an untrusted peer in one bucket', async () => {
-    const { handler, reached } = limitedHandler([rateLimit('login', { by: 'ip' })])
+    const { handler, reached } = limitedHandler([rateLimit('login')])
     const peer = freshIp()
     const claimed = Array.from({ length: 15 }, () => freshIp())
 
@@ -177,7 +177,7 @@ describe('the rate limit middleware against PostgreSQL', () => {
   })
 
   it('gives two clients behind a trusted proxy separate buckets', async () => {
-    const { handler } = limitedHandler([rateLimit('login', { by: 'ip' })])
+    const { handler } = limitedHandler([rateLimit('login')])
     const [first, second] = [freshIp(), freshIp()]
     const via = (client: string) => ({ 'x-forwarded-for': `${client}, 192.168.7.7` })
 
@@ -193,7 +193,7 @@ describe('the rate limit middleware against PostgreSQL', () => {
   })
 
   it('puts every address of one IPv6 /64 in one bucket', async () => {
-    const { handler } = limitedHandler([rateLimit('login', { by: 'ip' })])
+    const { handler } = limitedHandler([rateLimit('login')])
     const prefix = `2001:db8:${randomBytes(2).toString('hex')}:${randomBytes(2).toString('hex')}`
 
     const results: ApiResult[] = []
@@ -212,9 +212,8 @@ describe('the rate limit middleware against PostgreSQL', () => {
     const userId = rows[0]?.id as string
     const { token } = await signAccessToken({ userId, role: 'user' })
     const { handler, reached } = limitedHandler([
-      rateLimit('ip-ceiling', { by: 'ip' }),
-      authenticate(),
-      rateLimit('documents', { by: 'account' }),
+      rateLimit('ip-ceiling'),
+      authenticate({ limit: 'documents' }),
     ])
     const headers = { authorization: `Bearer ${token}` }
 
@@ -240,9 +239,37 @@ describe('the rate limit middleware against PostgreSQL', () => {
     )
   })
 
+  it("takes nothing from an account's bucket for a revoked token", async () => {
+    const { rows } = await query<{ id: string }>(
+      "INSERT INTO users (email, password_hash, quota_bytes) VALUES ($1, 'unused', 0) RETURNING id",
+      [`limits-${randomUUID()}@example.test`],
+    )
+    const userId = rows[0]?.id as string
+    const revoked = await signAccessToken({ userId, role: 'user', version: 0 })
+    await query('UPDATE users SET token_version = 1 WHERE id = $1', [userId])
+    const current = await signAccessToken({ userId, role: 'user', version: 1 })
+    const { handler } = limitedHandler([authenticate({ limit: 'documents' })])
+
+    const refused = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        call(handler, freshIp(), { authorization: `Bearer ${revoked.token}` }),
+      ),
+    )
+    const allowed: ApiResult[] = []
+    for (let attempt = 0; attempt < 5; attempt += 1) {
+      allowed.push(
+        await call(handler, freshIp(), { authorization: `Bearer ${current.token}` }),
+      )
+    }
+
+    expect(statusCounts(refused)).toEqual({ 401: 8 })
+    expect(statusCounts(allowed)).toEqual({ 200: 5 })
+    expect(allowed.at(-1)?.headers?.ratelimit).toMatch(/^"documents";r=0;t=\d+$/)
+  })
+
   it('answers headers and Retry-After that match the bucket state', async () => {
     const policy = ratePolicy('login')
-    const { handler } = limitedHandler([rateLimit('login', { by: 'ip' })])
+    const { handler } = limitedHandler([rateLimit('login')])
     const ip = freshIp()
 
     const third = await Promise.all([call(handler, ip), call(handler, ip)]).then(() =>
@@ -280,7 +307,7 @@ describe('the rate limit middleware against PostgreSQL', () => {
   })
 
   it('writes the headers on an error the endpoint raises after the check', async () => {
-    const { handler } = limitedHandler([rateLimit('login', { by: 'ip' })], () => {
+    const { handler } = limitedHandler([rateLimit('login')], () => {
       throw notFound()
     })
 
@@ -442,7 +469,7 @@ describe('when PostgreSQL cannot answer', () => {
   })
 
   it('refuses an auth endpoint with 503 before its handler runs', async () => {
-    const { handler, reached } = limitedHandler([rateLimit('login', { by: 'ip' })])
+    const { handler, reached } = limitedHandler([rateLimit('login')])
 
     const result = await call(handler, freshIp())
 
@@ -456,7 +483,7 @@ describe('when PostgreSQL cannot answer', () => {
 
   it('lets other endpoints through with a warning', async () => {
     const warn = vi.spyOn(logger, 'warn')
-    const { handler, reached } = limitedHandler([rateLimit('ip-ceiling', { by: 'ip' })])
+    const { handler, reached } = limitedHandler([rateLimit('ip-ceiling')])
 
     const result = await call(handler, freshIp())
 
