@@ -1,4 +1,4 @@
-import { query, withTransaction } from '../db.ts'
+import { batchLoader, query, withTransaction } from '../db.ts'
 import { notFound, payloadTooLarge } from '../errors.ts'
 import { type Cursor, keysetPage, UUID_PATTERN } from '../pagination.ts'
 import { enqueueExtraction } from '../queue.ts'
@@ -116,6 +116,51 @@ export async function ownDocument(
   return rows[0]
 }
 
+type PageRequest = {
+  ownerId: string
+  limit: number
+  cursor?: Cursor
+  status?: Status
+}
+
+type PageRow = DocumentRow & { created_text: string; slot: number }
+
+// One index scan per request (documents_owner_created_idx), all of a batch's in one
+// statement; each request gets one row more than its limit, to know whether a next
+// page exists.
+const PAGES = {
+  name: 'documents-pages',
+  text: `SELECT request.slot::integer AS slot, page.* FROM
+    unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::uuid[], $5::integer[])
+      WITH ORDINALITY AS request(owner_id, status, after_created, after_id, size, slot)
+    CROSS JOIN LATERAL (
+      SELECT ${COLUMNS}, created_at::text AS created_text FROM documents
+      WHERE owner_id = request.owner_id
+        AND (request.status IS NULL OR status = request.status)
+        AND (request.after_created IS NULL
+          OR (created_at, id) < (request.after_created, request.after_id))
+      ORDER BY created_at DESC, id DESC
+      LIMIT request.size
+    ) AS page
+    ORDER BY request.slot, page.created_at DESC, page.id DESC`,
+}
+
+async function loadPages(requests: readonly PageRequest[]): Promise<PageRow[][]> {
+  const { rows } = await query<PageRow>(PAGES, [
+    requests.map((request) => request.ownerId),
+    requests.map((request) => request.status ?? null),
+    requests.map((request) => request.cursor?.createdAt ?? null),
+    requests.map((request) => request.cursor?.id ?? null),
+    requests.map((request) => request.limit + 1),
+  ])
+  const pages: PageRow[][] = requests.map(() => [])
+  for (const row of rows) pages[row.slot - 1]?.push(row)
+  return pages
+}
+
+// The pages asked for in one turn of the event loop share one round trip (lib/db.ts).
+const pages = batchLoader(loadPages)
+
 /**
  * One page of an owner's documents, newest first. The cursor carries the last row's
  * timestamp as PostgreSQL prints it, so no microseconds are lost on the way.
@@ -124,25 +169,7 @@ export async function listDocuments(
   ownerId: string,
   options: { limit: number; cursor?: Cursor; status?: Status },
 ): Promise<{ items: DocumentRow[]; next?: string }> {
-  const { rows } = await query<DocumentRow & { created_text: string }>(
-    {
-      name: 'documents-list',
-      text: `SELECT ${COLUMNS}, created_at::text AS created_text FROM documents
-     WHERE owner_id = $1
-       AND ($2::text IS NULL OR status = $2)
-       AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::uuid))
-     ORDER BY created_at DESC, id DESC
-     LIMIT $5`,
-    },
-    [
-      ownerId,
-      options.status ?? null,
-      options.cursor?.createdAt ?? null,
-      options.cursor?.id ?? null,
-      options.limit + 1,
-    ],
-  )
-
+  const rows = await pages.load({ ownerId, ...options })
   return keysetPage(rows, options.limit)
 }
 

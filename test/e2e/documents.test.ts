@@ -193,6 +193,46 @@ describe('listing', () => {
     expect(((await pending.json()) as { items: unknown[] }).items).toHaveLength(0)
   })
 
+  it('answers concurrent listings of several accounts each with its own page', async () => {
+    const ada = await registerAndLogin(app.url)
+    const bob = await registerAndLogin(app.url)
+    const adaIds: string[] = []
+    for (let index = 0; index < 3; index++)
+      adaIds.push((await uploadCorpus(ada, 'docs/minimal-document.pdf')).id)
+    const bobId = (await uploadCorpus(bob, 'docs/minimal-document.pdf')).id
+    const firstOfAda = (await (
+      await fetch(`${app.url}/documents?limit=1`, { headers: ada.headers })
+    ).json()) as { nextCursor: string }
+    const asks = [
+      [ada, 'limit=2'],
+      [bob, 'limit=5'],
+      [ada, `limit=5&cursor=${firstOfAda.nextCursor}`],
+      [bob, 'status=failed'],
+    ] as const
+
+    // Sent at once, the four pages are read in the same batches.
+    const pages = await Promise.all(
+      asks.map(async ([account, queryString]) => {
+        const response = await fetch(`${app.url}/documents?${queryString}`, {
+          headers: account.headers,
+        })
+        const page = (await response.json()) as {
+          items: DocumentJson[]
+          nextCursor: string | null
+        }
+        return { ids: page.items.map((item) => item.id), more: page.nextCursor !== null }
+      }),
+    )
+
+    const newestFirst = [...adaIds].reverse()
+    expect(pages).toEqual([
+      { ids: newestFirst.slice(0, 2), more: true },
+      { ids: [bobId], more: false },
+      { ids: newestFirst.slice(1), more: false },
+      { ids: [], more: false },
+    ])
+  })
+
   it.each([
     ['limit=0', 422],
     ['limit=101', 422],
