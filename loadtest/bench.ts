@@ -38,6 +38,7 @@ import {
   startEmbeddedPostgres,
   startEmbeddedS3,
 } from '../local/embedded.ts'
+import { GATEWAY_NODE_FLAGS } from '../local/runtime.ts'
 import { readUsage } from './procfs.ts'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -390,16 +391,17 @@ async function main(): Promise<void> {
   const profileArgs = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${outDir}`] : []
   const started: Server[] = []
   try {
-    const gateway = await startServer('local/gateway.ts', env, profileArgs)
+    const gateway = await startServer('local/gateway.ts', env, [
+      ...GATEWAY_NODE_FLAGS,
+      ...profileArgs,
+    ])
     started.push(gateway)
     const bare = await startServer('loadtest/bare-server.ts', env, [])
     started.push(bare)
     // The same gateway with logging off, to show what the two access lines cost.
-    const quiet = await startServer(
-      'local/gateway.ts',
-      { ...env, LOG_LEVEL: 'SILENT' },
-      [],
-    )
+    const quiet = await startServer('local/gateway.ts', { ...env, LOG_LEVEL: 'SILENT' }, [
+      ...GATEWAY_NODE_FLAGS,
+    ])
     started.push(quiet)
 
     console.log(

@@ -25,7 +25,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { findFreePort } from '../local/embedded.ts'
-import { readRuntime } from '../local/runtime.ts'
+import { GATEWAY_NODE_FLAGS, readRuntime } from '../local/runtime.ts'
 import { type CpuSample, processTree, sampleUsage } from './procfs.ts'
 import { type LoadSample, makeReport, type RunInfo } from './report.ts'
 
@@ -141,7 +141,7 @@ async function startService(reportDir: string): Promise<Service> {
   const profile = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${reportDir}`] : []
   const child = spawn(
     process.execPath,
-    [...profile, path.join(ROOT, 'local', 'start.ts')],
+    [...GATEWAY_NODE_FLAGS, ...profile, path.join(ROOT, 'local', 'start.ts')],
     {
       cwd: ROOT,
       env,

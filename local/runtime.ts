@@ -17,6 +17,14 @@ export type Runtime = {
 
 const FILE = 'runtime.json'
 
+/**
+ * Node flags for every process that runs the gateway (`npm start`, the bench, the load
+ * test, the compose service). V8 sizes the young generation by the machine's memory and
+ * grew it to about 230 MiB of RSS under sustained load; 8 MiB semi-spaces hold it near
+ * 150 MiB at the same throughput (4 MiB cost 9 %).
+ */
+export const GATEWAY_NODE_FLAGS = ['--max-semi-space-size=8'] as const
+
 export function dataDirFrom(env: NodeJS.ProcessEnv): string {
   return path.resolve(configSchema.shape.DATA_DIR.parse(env.DATA_DIR || undefined))
 }
