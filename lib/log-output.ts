@@ -16,11 +16,13 @@ const MAX_PENDING_LINES = 512
 
 let pending: { stream: Stream; line: string }[] = []
 let scheduled = false
+// Once the process exits no later turn comes: a line then leaves at once.
+let exiting = false
 
 /** Queues one line; `urgent` writes it and everything queued before it now. */
 export function writeLogLine(stream: Stream, line: string, urgent = false): void {
   pending.push({ stream, line })
-  if (urgent || pending.length >= MAX_PENDING_LINES) {
+  if (urgent || exiting || pending.length >= MAX_PENDING_LINES) {
     flushLogLines()
     return
   }
@@ -49,4 +51,7 @@ export function flushLogLines(): void {
   if (stream !== undefined) process[stream].write(text)
 }
 
-process.on('exit', flushLogLines)
+process.on('exit', () => {
+  exiting = true
+  flushLogLines()
+})
