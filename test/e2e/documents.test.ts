@@ -52,6 +52,12 @@ async function objectCount(userId: string): Promise<number> {
   return listed.KeyCount ?? 0
 }
 
+/** A cursor for a creation time and any id, as a client could forge one. */
+function cursorAt(createdAt: string): string {
+  const id = '6f1c1a52-8f7e-4a55-9d59-0b7a0f0c2b11'
+  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url')
+}
+
 async function userId(account: Account): Promise<string> {
   const response = await fetch(`${app.url}/auth/me`, { headers: account.headers })
   return ((await response.json()) as { id: string }).id
@@ -233,6 +239,26 @@ describe('listing', () => {
     ])
   })
 
+  it('answers an impossible cursor with 400 and the listings beside it with 200', async () => {
+    const accounts = await Promise.all(
+      Array.from({ length: 4 }, () => registerAndLogin(app.url)),
+    )
+    const impossible = cursorAt('2026-02-30 00:00:00+00')
+
+    // Sent at once: the pages of one turn are read by one statement.
+    const statuses = await Promise.all(
+      accounts.map(async (account, index) => {
+        const cursor = index === 0 ? `&cursor=${impossible}` : ''
+        const response = await fetch(`${app.url}/documents?limit=2${cursor}`, {
+          headers: account.headers,
+        })
+        return response.status
+      }),
+    )
+
+    expect(statuses).toEqual([400, 200, 200, 200])
+  })
+
   it.each([
     ['limit=0', 422],
     ['limit=101', 422],
@@ -240,6 +266,9 @@ describe('listing', () => {
     ['status=lost', 422],
     ['cursor=not-a-cursor', 400],
     [`cursor=${Buffer.from('["x","y"]').toString('base64url')}`, 400],
+    [`cursor=${cursorAt('2026-02-30 00:00:00+00')}`, 400],
+    [`cursor=${cursorAt('0000-01-01 00:00:00+00')}`, 400],
+    [`cursor=${cursorAt('2026-01-01 24:00:01+00')}`, 400],
   ])('answers %s with %i', async (queryString, status) => {
     const account = await registerAndLogin(app.url)
 
