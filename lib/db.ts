@@ -96,7 +96,12 @@ export function batchLoader<Key, Value>(
       try {
         return await load(keys)
       } catch (error) {
-        throw translateDbError(error)
+        if (keys.length === 1 || !isDataException(error)) throw translateDbError(error)
+        // A value PostgreSQL refused fails the whole statement, and every request in
+        // it with it. Inputs are checked before they join a batch; should one still
+        // slip through, the items are tried one by one and only its own request fails.
+        // Each batched statement is atomic, so the failed one changed nothing.
+        return Promise.all(keys.map((key) => loadOne(load, key)))
       }
     },
     {
@@ -105,6 +110,25 @@ export function batchLoader<Key, Value>(
       batchScheduleFn: (dispatch) => setImmediate(dispatch),
     },
   )
+}
+
+async function loadOne<Key, Value>(
+  load: (keys: readonly Key[]) => Promise<(Value | Error)[]>,
+  key: Key,
+): Promise<Value | Error> {
+  try {
+    const [value] = await load([key])
+    return value as Value | Error
+  } catch (error) {
+    const translated = translateDbError(error)
+    return translated instanceof Error ? translated : new Error(String(translated))
+  }
+}
+
+// SQLSTATE class 22: a value the statement cannot take (a date out of range, bad text).
+function isDataException(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code
+  return typeof code === 'string' && code.startsWith('22')
 }
 
 /** Runs work inside one transaction, rolling back when it throws. */
