@@ -8,6 +8,7 @@ import type {
   RequestState,
   ServiceContext,
 } from '../http.ts'
+import type { RequestLog } from '../logger.ts'
 import {
   checkRateLimit,
   type PolicyName,
@@ -59,6 +60,26 @@ export function enforce(
   if (!decision.allowed) throw rateLimited(policy, decision, checked)
 }
 
+// While PostgreSQL is down every request of a fail-open policy goes through unchecked;
+// one warning per policy every 10 s says so, with how many went through since the last.
+const WARN_INTERVAL_MS = 10_000
+const unchecked = new Map<PolicyName, { warnedAt: number; requests: number }>()
+
+function warnUnchecked(logger: RequestLog, name: PolicyName, error: unknown): void {
+  const now = Date.now()
+  const since = unchecked.get(name) ?? { warnedAt: 0, requests: 0 }
+  since.requests += 1
+  unchecked.set(name, since)
+  if (now - since.warnedAt < WARN_INTERVAL_MS) return
+
+  logger.warn('rate limit not checked, requests let through', {
+    policy: name,
+    unchecked_requests: since.requests,
+    error: error as Error,
+  })
+  unchecked.set(name, { warnedAt: now, requests: 0 })
+}
+
 /**
  * Takes a token from the policy's bucket for the client address. The per-account check
  * is made by authenticate(), in the same round trip as the account lookup.
@@ -75,10 +96,7 @@ export function rateLimit(name: PolicyName): Middleware {
       if (policy.failClosed) {
         throw serviceUnavailable('rate_limit_unavailable', 'Try again shortly', error)
       }
-      logger.warn('rate limit not checked, request let through', {
-        policy: name,
-        error: error as Error,
-      })
+      warnUnchecked(logger, name, error)
       return
     }
     enforce(state, policy, decision)
