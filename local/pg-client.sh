@@ -91,8 +91,14 @@ cd "$source_dir"
   --without-zstd --without-lz4 >"$work/configure.log" 2>&1 ||
   { tail -n 20 "$work/configure.log" >&2; exit 1; }
 jobs=$(nproc 2>/dev/null || echo 2)
+# The libraries one directory at a time: left to pg_dump's own parallel sub-makes, two of
+# them can build the same files at once and fail now and then.
 {
   make -j"$jobs" -C src/backend generated-headers &&
+    make -j"$jobs" -C src/port &&
+    make -j"$jobs" -C src/common &&
+    make -j"$jobs" -C src/interfaces/libpq &&
+    make -j"$jobs" -C src/fe_utils &&
     make -j"$jobs" -C src/bin/pg_dump &&
     make -j"$jobs" -C src/bin/psql &&
     make -C src/bin/pg_dump install &&
