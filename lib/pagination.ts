@@ -38,8 +38,11 @@ export function encodeCursor(cursor: Cursor): string {
 
 export function decodeCursor(value: string): Cursor {
   try {
-    const [createdAt, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'))
-    if (isTimestamp(createdAt) && UUID_PATTERN.test(id)) return { createdAt, id }
+    const parsed: unknown = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'))
+    if (!Array.isArray(parsed) || parsed.length !== 2) throw new TypeError('not a pair')
+    const [createdAt, id] = parsed
+    if (isTimestamp(createdAt) && typeof id === 'string' && UUID_PATTERN.test(id))
+      return { createdAt, id }
   } catch {}
   throw badRequest('invalid_cursor', 'The cursor is not one this service gave out')
 }

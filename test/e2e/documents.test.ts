@@ -52,10 +52,15 @@ async function objectCount(userId: string): Promise<number> {
   return listed.KeyCount ?? 0
 }
 
-/** A cursor for a creation time and any id, as a client could forge one. */
+const ANY_ID = '6f1c1a52-8f7e-4a55-9d59-0b7a0f0c2b11'
+
+/** A cursor as a client could forge one: any JSON, encoded as the service encodes. */
+function encodedCursor(value: unknown): string {
+  return Buffer.from(JSON.stringify(value)).toString('base64url')
+}
+
 function cursorAt(createdAt: string): string {
-  const id = '6f1c1a52-8f7e-4a55-9d59-0b7a0f0c2b11'
-  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url')
+  return encodedCursor([createdAt, ANY_ID])
 }
 
 async function userId(account: Account): Promise<string> {
@@ -269,6 +274,9 @@ describe('listing', () => {
     [`cursor=${cursorAt('2026-02-30 00:00:00+00')}`, 400],
     [`cursor=${cursorAt('0000-01-01 00:00:00+00')}`, 400],
     [`cursor=${cursorAt('2026-01-01 24:00:01+00')}`, 400],
+    [`cursor=${encodedCursor(['2026-01-01 00:00:00+00', [ANY_ID]])}`, 400],
+    [`cursor=${encodedCursor(['2026-01-01 00:00:00+00', ANY_ID, 'extra'])}`, 400],
+    [`cursor=${encodedCursor({ createdAt: '2026-01-01 00:00:00+00', id: ANY_ID })}`, 400],
   ])('answers %s with %i', async (queryString, status) => {
     const account = await registerAndLogin(app.url)
 
