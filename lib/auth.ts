@@ -19,6 +19,8 @@ const ARGON2_OPTIONS = {
 } as const
 
 const ALGORITHM = 'HS256'
+// PostgreSQL's integer.
+const MAX_INT = 2_147_483_647
 const AUDIENCE = 'docservice-api'
 
 export type AccessClaims = {
@@ -165,10 +167,19 @@ async function verifySignedToken(
       ...(now ? { currentDate: now } : {}),
     })
     if (typeof payload.sub !== 'string') return undefined
+    // The session generation (users.token_version, an integer column); tokens from
+    // before it have none. Anything else never came from this service.
+    const version = payload.ver ?? 0
+    if (
+      !Number.isInteger(version) ||
+      (version as number) < 0 ||
+      (version as number) > MAX_INT
+    )
+      return undefined
     return {
       userId: payload.sub,
       role: String(payload.role ?? 'user'),
-      version: typeof payload.ver === 'number' ? payload.ver : 0,
+      version: version as number,
       expiresAt: payload.exp as number,
       notBefore: payload.nbf,
     }

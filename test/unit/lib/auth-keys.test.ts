@@ -107,6 +107,25 @@ describe('access-token keys', () => {
   })
 
   it.each([
+    ['a fraction', 1.5],
+    ['a negative number', -1],
+    ['a number past PostgreSQL integers', 2 ** 31],
+    ['a string', '3'],
+  ])('refuses a session generation that is %s', async (_label, ver) => {
+    useKeys({ JWT_SIGNING_KEYS: `new=${NEW}` })
+    const token = await new SignJWT({ role: 'user', ver })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT', kid: 'new' })
+      .setSubject(CLAIMS.userId)
+      .setIssuer('docservice')
+      .setAudience('docservice-api')
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(new TextEncoder().encode(NEW))
+
+    expect(await verifyAccessToken(token)).toBeUndefined()
+  })
+
+  it.each([
     ['no kid', { alg: 'HS256', typ: 'JWT' }, 'HS256'],
     ['an unknown kid', { alg: 'HS256', typ: 'JWT', kid: 'other' }, 'HS256'],
     [
