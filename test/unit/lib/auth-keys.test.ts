@@ -37,6 +37,21 @@ afterEach(() => {
   })
 })
 
+/** A token of the service's shape, signed with NEW, with these claims and header. */
+function signedWithNew(
+  claims: Record<string, unknown>,
+  header: { alg: string; kid?: string; typ?: string },
+): Promise<string> {
+  return new SignJWT(claims)
+    .setProtectedHeader({ typ: 'JWT', ...header })
+    .setSubject(CLAIMS.userId)
+    .setIssuer('docservice')
+    .setAudience('docservice-api')
+    .setIssuedAt()
+    .setExpirationTime('5m')
+    .sign(new TextEncoder().encode(NEW))
+}
+
 function minutesFromNow(minutes: number): Date {
   return new Date(Date.now() + minutes * 60_000)
 }
@@ -113,14 +128,7 @@ describe('access-token keys', () => {
     ['a string', '3'],
   ])('refuses a session generation that is %s', async (_label, ver) => {
     useKeys({ JWT_SIGNING_KEYS: `new=${NEW}` })
-    const token = await new SignJWT({ role: 'user', ver })
-      .setProtectedHeader({ alg: 'HS256', typ: 'JWT', kid: 'new' })
-      .setSubject(CLAIMS.userId)
-      .setIssuer('docservice')
-      .setAudience('docservice-api')
-      .setIssuedAt()
-      .setExpirationTime('5m')
-      .sign(new TextEncoder().encode(NEW))
+    const token = await signedWithNew({ role: 'user', ver }, { alg: 'HS256', kid: 'new' })
 
     expect(await verifyAccessToken(token)).toBeUndefined()
   })
@@ -135,14 +143,7 @@ describe('access-token keys', () => {
     ],
   ])('refuses a token with %s', async (_label, header, algorithm) => {
     useKeys({ JWT_SIGNING_KEYS: `new=${NEW}` })
-    const token = await new SignJWT({ role: 'admin' })
-      .setProtectedHeader({ ...header, alg: algorithm })
-      .setSubject(CLAIMS.userId)
-      .setIssuer('docservice')
-      .setAudience('docservice-api')
-      .setIssuedAt()
-      .setExpirationTime('5m')
-      .sign(new TextEncoder().encode(NEW))
+    const token = await signedWithNew({ role: 'admin' }, { ...header, alg: algorithm })
 
     expect(await verifyAccessToken(token)).toBeUndefined()
   })

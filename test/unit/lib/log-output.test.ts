@@ -1,9 +1,11 @@
-import { spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
+const run = promisify(execFile)
 const LOGGER = new URL('../../../lib/logger.ts', import.meta.url).href
 
 let folder: string
@@ -25,22 +27,15 @@ async function runLogging(body: string): Promise<Run> {
     script,
     `import { createLogger } from '${LOGGER}'\nconst log = createLogger('log-test')\n${body}\n`,
   )
-  const child = spawn(process.execPath, [script], {
-    env: { ...process.env, LOG_LEVEL: 'INFO' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString('utf8')
-  })
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString('utf8')
-  })
-  const [code, signal] = await new Promise<[number | null, string | null]>((resolve) =>
-    child.on('close', (exitCode, exitSignal) => resolve([exitCode, exitSignal])),
-  )
-  return { code, signal, stdout, stderr }
+  const env = { ...process.env, LOG_LEVEL: 'INFO' }
+  try {
+    const { stdout, stderr } = await run(process.execPath, [script], { env })
+    return { code: 0, signal: null, stdout, stderr }
+  } catch (failed) {
+    // A child that exits non-zero or by a signal rejects, with what it wrote.
+    const { code, signal, stdout, stderr } = failed as Run
+    return { code, signal, stdout, stderr }
+  }
 }
 
 function messages(text: string): string[] {
