@@ -61,7 +61,8 @@ type CheckRow = {
   next_token_seconds: number
 }
 
-// The arithmetic lives in take_rate_tokens() (migrations/005_rate_limit_batches.sql).
+// The arithmetic lives in take_rate_token(), which take_rate_tokens() calls for each
+// check (migrations/005_rate_limit_batches.sql).
 // Named: each connection parses and plans the statement once.
 const CHECK_BATCH = {
   name: 'rate-limit-take',
