@@ -80,14 +80,21 @@ async function takeTokens(checks: readonly Check[]): Promise<RateDecision[]> {
     ],
   })
   const decisions: RateDecision[] = new Array(checks.length)
-  for (const row of rows) {
-    decisions[row.slot - 1] = {
-      allowed: row.allowed,
-      remaining: row.remaining,
-      nextTokenSeconds: row.next_token_seconds,
-    }
-  }
+  for (const row of rows) decisions[row.slot - 1] = decisionFrom(row)
   return decisions
+}
+
+/** A decision from a row of take_rate_token()'s columns. */
+export function decisionFrom(row: {
+  allowed: boolean
+  remaining: number
+  next_token_seconds: number
+}): RateDecision {
+  return {
+    allowed: row.allowed,
+    remaining: row.remaining,
+    nextTokenSeconds: row.next_token_seconds,
+  }
 }
 
 // Checks made in one turn of the event loop share one round trip (lib/db.ts).

@@ -5,6 +5,7 @@ import { unauthorized } from '../errors.ts'
 import type { ApiEvent, ApiRequest, ApiResult, ServiceContext } from '../http.ts'
 import { UUID_PATTERN } from '../pagination.ts'
 import {
+  decisionFrom,
   type PolicyName,
   type RateDecision,
   type RatePolicy,
@@ -44,12 +45,7 @@ function found(row: AccountRow | undefined): Found {
   const { id, email, role, disabled, token_version } = row
   const user = { id, email, role, disabled, token_version }
   if (row.allowed === null) return { user }
-  const decision = {
-    allowed: row.allowed,
-    remaining: row.remaining,
-    nextTokenSeconds: row.next_token_seconds,
-  }
-  return { user, decision }
+  return { user, decision: decisionFrom({ ...row, allowed: row.allowed }) }
 }
 
 async function findAccounts(lookups: readonly Lookup[]): Promise<Found[]> {
